@@ -1,0 +1,214 @@
+"""The public entry points: :func:`iterate` (streaming) and :func:`restore` (blocking)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import arrays, engine
+from .config import DIPConfig, SGLDConfig, config_from_dict, make_config
+from .device import resolve_device, resolve_seed
+from .engine import RunInfo, Snapshot
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`restore`.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The restored image: the input's shape, value range and dtype (or ``output_dtype``).
+    variance : numpy.ndarray or None
+        SGLD: per-pixel posterior variance (input units squared, float32); else None.
+    steps : int
+        Optimisation steps run.
+    stop_reason : str
+        Why the run ended and which estimate was returned.
+    psnr : float or None
+        PSNR against ``reference`` when one was given.
+    best_step : int or None
+        DIP with the stop rule: the step of the returned estimate.
+    losses : numpy.ndarray
+        The data-fit loss of every step.
+    elapsed : float
+        Seconds the engine ran.
+    info : RunInfo
+        Method, configuration, seed, device and shapes.
+    """
+
+    image: np.ndarray
+    variance: np.ndarray | None
+    steps: int
+    stop_reason: str
+    psnr: float | None
+    best_step: int | None
+    losses: np.ndarray
+    elapsed: float
+    info: RunInfo = field(repr=False)
+
+    @property
+    def std(self) -> np.ndarray | None:
+        """Posterior standard deviation (SGLD), the square root of ``variance``."""
+        return None if self.variance is None else np.sqrt(self.variance)
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain-JSON provenance: configuration, seed, device, steps, stop reason, versions."""
+        return run_metadata(self.info, steps=self.steps, stop_reason=self.stop_reason,
+                            best_step=self.best_step, elapsed=self.elapsed)
+
+
+def run_metadata(info: RunInfo, **extra: Any) -> dict[str, Any]:
+    from .. import versions
+
+    return {
+        "method": info.method,
+        "config": info.config.to_dict(),
+        "seed": info.seed,
+        "device": info.device,
+        "input_shape": list(info.input_shape),
+        "input_dtype": info.input_dtype,
+        "channel_axis": info.channel_axis,
+        "parameters": info.parameters,
+        **extra,
+        "versions": versions(),
+    }
+
+
+def iterate(
+    image: Any,
+    *,
+    method: str = "dip",
+    mask: Any = None,
+    channel_axis: int | None = None,
+    preset: str = "balanced",
+    steps: int | None = None,
+    auto_stop: bool | None = None,
+    device: Any = "auto",
+    seed: int | None = None,
+    reference: Any = None,
+    config: DIPConfig | dict | None = None,
+    output_dtype: Any = None,
+    keep_known: bool = False,
+    **options: Any,
+) -> Iterator[Snapshot]:
+    """Restore an image with DIP or SGLD-DIP, yielding a :class:`Snapshot` every
+    ``snapshot_every`` steps and a final one with ``done=True``.
+
+    All arguments are checked before this function returns; the work starts at the first
+    ``next()``. Closing the generator stops the run and frees the device memory.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D (Y, X) or 3-D (Z, Y, X) image, with an optional channel axis. Any numeric
+        dtype and value range.
+    method : {"dip", "sgld"}
+        Deep Image Prior (Ulyanov et al., 2018) or its Bayesian SGLD variant
+        (Cheng et al., 2019), which also returns a per-pixel posterior variance.
+    mask : array_like, optional
+        Nonzero (True) on missing pixels, which are filled in (inpainting). The image's
+        shape, or its spatial shape to apply to every channel.
+    channel_axis : int, optional
+        Axis of channels (e.g. -1 for RGB); None for a single channel.
+    preset : {"fast", "balanced", "quality"}
+        "quality" is the papers' configuration; the others are lighter and faster.
+    steps : int, optional
+        Maximum number of steps (the preset's when None).
+    auto_stop : bool, optional
+        DIP: stop by the windowed-variance rule (on by default). Not used by SGLD.
+    device : str or torch.device
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    seed : int, optional
+        Makes a run repeatable (on the CPU bit for bit); drawn at random when None and
+        reported in ``info.seed``.
+    reference : array_like, optional
+        Ground truth of the image's shape: snapshots then report the PSNR.
+    config : DIPConfig, SGLDConfig or dict, optional
+        A full configuration (e.g. read back from a result's metadata); ``method`` and
+        ``preset`` are then taken from it, and ``steps``/``auto_stop``/``options`` still
+        override its fields.
+    output_dtype : dtype, optional
+        Dtype of the returned images (default: the input's), e.g. "float32".
+    keep_known : bool
+        With a mask: copy the known pixels of the input into the result unchanged
+        (for clean images; leave False to denoise them too).
+    **options
+        Fields of :class:`~napari_dip.core.config.DIPConfig` /
+        :class:`~napari_dip.core.config.SGLDConfig` (e.g. ``width=64, lr=0.02``).
+    """
+    cfg = resolve_config(method=method, preset=preset, steps=steps, auto_stop=auto_stop,
+                         config=config, options=options)
+    if output_dtype is not None:
+        try:
+            dt = np.dtype(output_dtype)
+        except TypeError:
+            raise TypeError(f"output_dtype: expected a numpy dtype, got {output_dtype!r}") from None
+        if dt.kind not in "iuf":
+            raise TypeError(f"output_dtype: expected an integer or float dtype, got {dt}")
+    if not isinstance(keep_known, bool):
+        raise TypeError(f"keep_known: expected True or False, got {keep_known!r}")
+    prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
+    dev = resolve_device(device)
+    seed = resolve_seed(seed)
+    return engine.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
+                      keep_known=keep_known)
+
+
+def restore(image: Any, **kwargs: Any) -> Result:
+    """Restore an image and return the final :class:`Result` (blocking).
+
+    Takes the same arguments as :func:`iterate`. Example::
+
+        from napari_dip import restore
+        result = restore(noisy, preset="fast", seed=0)
+        clean = result.image
+    """
+    snap = None
+    losses = []
+    for snap in iterate(image, **kwargs):
+        losses.append(snap.losses)
+    assert snap is not None and snap.done
+    return Result(
+        image=snap.image, variance=snap.variance, steps=snap.step,
+        stop_reason=snap.stop_reason or "", psnr=snap.psnr, best_step=snap.best_step,
+        losses=np.concatenate(losses) if losses else np.zeros(0), elapsed=snap.elapsed,
+        info=snap.info,
+    )
+
+
+def resolve_config(
+    *,
+    method: str = "dip",
+    preset: str = "balanced",
+    steps: int | None = None,
+    auto_stop: bool | None = None,
+    config: DIPConfig | dict | None = None,
+    options: dict[str, Any] | None = None,
+) -> DIPConfig:
+    """The configuration a run will use, from the same arguments as :func:`iterate`."""
+    options = dict(options or {})
+    if config is not None:
+        if isinstance(config, dict):
+            cfg = config_from_dict(config)
+        elif isinstance(config, DIPConfig):
+            cfg = config
+        else:
+            raise TypeError(f"config: expected a DIPConfig, SGLDConfig or dict, got "
+                            f"{type(config).__name__}")
+        if steps is not None:
+            options["steps"] = steps
+        if auto_stop is not None:
+            options["auto_stop"] = auto_stop
+        cfg = cfg.replace(**options) if options else cfg
+    else:
+        cfg = make_config(method, preset, steps=steps, auto_stop=auto_stop, **options)
+    if isinstance(cfg, SGLDConfig) and cfg.auto_stop:
+        raise ValueError(
+            "auto_stop: the windowed-variance stop rule is for method 'dip'; SGLD's posterior "
+            "mean does not overfit, so it runs its full schedule. Got auto_stop=True with "
+            "method 'sgld'"
+        )
+    return cfg

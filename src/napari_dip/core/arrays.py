@@ -1,0 +1,201 @@
+"""Input handling: validation, axes, normalisation to [0, 1] and back, padding and cropping.
+
+The user's array is never modified: every function here reads it and returns new arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MIN_SIZE = 4  # smallest accepted spatial extent along every axis
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image in the engine's layout: float32 ``(C, *spatial)`` in [0, 1].
+
+    ``known`` is ``(1 or C, *spatial)`` with 1 on pixels that enter the loss.
+    """
+
+    data: np.ndarray
+    known: np.ndarray | None
+    reference: np.ndarray | None
+    lo: float
+    hi: float
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    channel_axis: int | None
+    ndim_spatial: int
+
+
+def _as_numeric_array(name: str, value: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - report any conversion failure
+        raise TypeError(f"{name}: expected a numeric array, got {type(value).__name__} ({exc})") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name}: expected a numeric array (bool, int, uint or float), got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def validate_image(image: Any, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
+    """Check an image and its channel axis; return the array and a normalised axis."""
+    arr = _as_numeric_array("image", image)
+    if arr.dtype.kind == "b":
+        raise TypeError("image: expected a numeric array of intensities, got dtype bool")
+    if arr.size == 0:
+        raise ValueError(f"image: expected a non-empty array, got shape {arr.shape}")
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+            raise TypeError(f"channel_axis: expected an integer or None, got {channel_axis!r}")
+        if not -arr.ndim <= channel_axis < arr.ndim:
+            raise ValueError(
+                f"channel_axis: expected an axis in [{-arr.ndim}, {arr.ndim - 1}] for an image "
+                f"of shape {arr.shape}, got {channel_axis}"
+            )
+        channel_axis = int(channel_axis) % arr.ndim
+    n_spatial = arr.ndim - (channel_axis is not None)
+    if n_spatial not in (2, 3):
+        hint = "" if channel_axis is not None or arr.ndim < 3 else " (pass channel_axis for channels)"
+        raise ValueError(
+            f"image: expected 2 or 3 spatial axes (Y, X) or (Z, Y, X), plus an optional "
+            f"channel axis; got shape {arr.shape} with channel_axis={channel_axis}{hint}"
+        )
+    spatial = [s for i, s in enumerate(arr.shape) if i != channel_axis]
+    if min(spatial) < MIN_SIZE:
+        raise ValueError(
+            f"image: expected at least {MIN_SIZE} pixels along every spatial axis, got shape "
+            f"{arr.shape}"
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("image: expected finite values, got NaN or inf")
+    return arr, channel_axis
+
+
+def _to_engine_layout(arr: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    if channel_axis is None:
+        return arr[np.newaxis]
+    return np.moveaxis(arr, channel_axis, 0)
+
+
+def prepare(
+    image: Any,
+    *,
+    mask: Any = None,
+    channel_axis: int | None = None,
+    reference: Any = None,
+) -> Prepared:
+    """Validate and convert an image (and optional mask, reference) to the engine layout.
+
+    ``mask`` is nonzero on missing pixels (to be filled), with the image's shape or its
+    spatial shape. Normalisation maps the minimum and maximum of the known pixels to 0 and
+    1 (one range for all channels, so colours keep their balance).
+    """
+    arr, channel_axis = validate_image(image, channel_axis)
+    spatial = tuple(s for i, s in enumerate(arr.shape) if i != channel_axis)
+    data = _to_engine_layout(arr, channel_axis).astype(np.float64, copy=True)
+
+    known = None
+    if mask is not None:
+        m = _as_numeric_array("mask", mask)
+        if m.shape == arr.shape:
+            m = _to_engine_layout(m, channel_axis)
+        elif m.shape == spatial:
+            m = m[np.newaxis]
+        else:
+            raise ValueError(
+                f"mask: expected shape {arr.shape} (the image's) or {spatial} (its spatial "
+                f"shape), got {m.shape}"
+            )
+        if m.dtype.kind == "f" and not np.isfinite(m).all():
+            raise ValueError("mask: expected finite values (nonzero = missing), got NaN or inf")
+        known = (m == 0).astype(np.float32)
+        if not known.any():
+            raise ValueError(
+                "mask: every pixel is marked missing; expected at least one known pixel "
+                "(nonzero marks the pixels to fill)"
+            )
+        if known.all():
+            known = None  # nothing to fill: plain denoising
+
+    sel = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
+    lo, hi = float(sel.min()), float(sel.max())
+    scale = hi - lo if hi > lo else 1.0
+    norm = ((data - lo) / scale).astype(np.float32)
+    if known is not None:  # missing pixels carry no information: set them to mid-grey
+        norm = np.where(np.broadcast_to(known, norm.shape) > 0, norm, np.float32(0.5))
+
+    ref = None
+    if reference is not None:
+        r = _as_numeric_array("reference", reference)
+        if r.shape != arr.shape:
+            raise ValueError(f"reference: expected the image's shape {arr.shape}, got {r.shape}")
+        if r.dtype.kind == "f" and not np.isfinite(r).all():
+            raise ValueError("reference: expected finite values, got NaN or inf")
+        ref = r
+    return Prepared(
+        data=np.ascontiguousarray(norm),
+        known=None if known is None else np.ascontiguousarray(known),
+        reference=ref,
+        lo=lo,
+        hi=hi if hi > lo else lo + 1.0,
+        shape=arr.shape,
+        dtype=arr.dtype,
+        channel_axis=channel_axis,
+        ndim_spatial=len(spatial),
+    )
+
+
+def restore_layout(
+    norm: np.ndarray, prep: Prepared, *, output_dtype: str | np.dtype | None = None
+) -> np.ndarray:
+    """Map an engine-layout array in [0, 1] back to the user's axes, range and dtype."""
+    out = norm.astype(np.float64) * (prep.hi - prep.lo) + prep.lo
+    out = out[0] if prep.channel_axis is None else np.moveaxis(out, 0, prep.channel_axis)
+    return cast_to(out, prep.dtype if output_dtype is None else np.dtype(output_dtype))
+
+
+def variance_to_user(var: np.ndarray, prep: Prepared) -> np.ndarray:
+    """Scale a normalised variance to the user's units (float32, user's axes)."""
+    out = var.astype(np.float64) * (prep.hi - prep.lo) ** 2
+    out = out[0] if prep.channel_axis is None else np.moveaxis(out, 0, prep.channel_axis)
+    return out.astype(np.float32)
+
+
+def cast_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip to an integer dtype's range, or convert to a float dtype."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    if dtype.kind == "b":
+        return values > 0.5
+    return values.astype(dtype)
+
+
+def pad_amounts(spatial: tuple[int, ...], multiple: int) -> list[tuple[int, int]]:
+    """Padding before/after each axis that brings it to a multiple of ``multiple``."""
+    out = []
+    for s in spatial:
+        total = (-s) % multiple
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def pad_array(arr: np.ndarray, pads: list[tuple[int, int]], mode: str = "reflect") -> np.ndarray:
+    """Pad the trailing spatial axes of a ``(C, *spatial)`` array."""
+    if not any(a or b for a, b in pads):
+        return arr
+    full = [(0, 0)] * (arr.ndim - len(pads)) + pads
+    if mode == "reflect":
+        return np.pad(arr, full, mode="symmetric")
+    return np.pad(arr, full, mode="constant")
+
+
+def crop_slices(spatial: tuple[int, ...], pads: list[tuple[int, int]]) -> tuple[slice, ...]:
+    return tuple(slice(a, a + s) for s, (a, _) in zip(spatial, pads))

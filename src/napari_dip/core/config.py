@@ -1,0 +1,317 @@
+"""Validated run configurations for DIP and SGLD-DIP, with presets and JSON round-trip.
+
+Every constant of the two papers is a named field here, with the paper's value as default:
+
+* Ulyanov, Vedaldi & Lempitsky, "Deep Image Prior", CVPR 2018 (``DIPConfig``);
+* Cheng, Gadelha, Maji & Sheldon, "A Bayesian Perspective on the Deep Image Prior",
+  CVPR 2019 (``SGLDConfig``);
+* Wang et al., "Early Stopping for Deep Image Prior" (ES-WMV; the ``stop_*`` fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+METHODS = ("dip", "sgld")
+PRESETS = ("fast", "balanced", "quality")
+UPSAMPLE_MODES = ("bilinear", "nearest")
+PADDING_MODES = ("reflect", "zeros", "replicate")
+NORMS = ("batch", "instance", "none")
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class DIPConfig:
+    """Settings of a Deep Image Prior run (defaults: the paper's denoising notebook).
+
+    Parameters
+    ----------
+    steps : int
+        Maximum number of optimisation steps (3000 in the reference notebook).
+    lr : float
+        Adam learning rate (0.01).
+    lr_final : float
+        Learning rate at the last step, as a fraction of ``lr`` (cosine decay); 1 keeps
+        the rate constant as in the paper.
+    weight_decay : float
+        L2 weight decay added to the gradient, as in ``torch.optim.Adam``.
+    width : int
+        Channels of every encoder/decoder scale of the "skip" net (128).
+    scales : int
+        Number of down/up-sampling scales (5).
+    skip_channels : int
+        Channels of the 1x1 skip branch at every scale (4; 0 disables the skips).
+    upsample : {"bilinear", "nearest"}
+        Upsampling of the decoder ("bilinear"; trilinear for volumes).
+    padding : {"reflect", "zeros", "replicate"}
+        Padding of the 3x3 convolutions ("reflect").
+    norm : {"batch", "instance", "none"}
+        Normalisation layers ("batch", which with one image equals "instance").
+    input_channels : int
+        Channels of the fixed input code z (32).
+    input_scale : float
+        z is uniform(0, 1) times this (0.1).
+    jitter : float
+        Standard deviation of the Gaussian noise added to z at every step
+        ("reg_noise_std", 1/30).
+    ema : float
+        Weight of the exponential moving average of the output (0.99; 0 disables).
+    backtrack_db : float
+        Restore the last good weights and optimiser state when the fit to the data drops
+        by more than this many dB in one step (5; 0 disables).
+    auto_stop : bool
+        Stop by the windowed-variance rule (ES-WMV) and return the estimate at its
+        minimum.
+    stop_window : int
+        Number of recent outputs whose variance is tracked (W = 100).
+    stop_patience : int
+        Stop after this many steps without a new variance minimum (P = 1000).
+    stop_warmup : int
+        Ignore variance minima before this step (avoids false early minima).
+    snapshot_every : int
+        Report a snapshot (and check the stop rule) every this many steps.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the net on CUDA ("bfloat16" uses autocast); the CPU always uses
+        float32.
+    """
+
+    steps: int = 3000
+    lr: float = 0.01
+    lr_final: float = 1.0
+    weight_decay: float = 0.0
+    width: int = 128
+    scales: int = 5
+    skip_channels: int = 4
+    upsample: str = "bilinear"
+    padding: str = "reflect"
+    norm: str = "batch"
+    input_channels: int = 32
+    input_scale: float = 0.1
+    jitter: float = 1.0 / 30.0
+    ema: float = 0.99
+    backtrack_db: float = 5.0
+    auto_stop: bool = True
+    stop_window: int = 100
+    stop_patience: int = 1000
+    stop_warmup: int = 300
+    snapshot_every: int = 50
+    precision: str = "float32"
+
+    method: str = field(default="dip", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- conveniences -------------------------------------------------------------
+    def replace(self, **changes: Any) -> "DIPConfig":
+        """Return a copy with some fields changed (validated; unknown names are errors)."""
+        _check_names(type(self), changes, what="option")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dictionary, including ``"method"``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return {"method": self.method, **out}
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+@dataclass(frozen=True)
+class SGLDConfig(DIPConfig):
+    """Settings of an SGLD-DIP run (defaults: Cheng et al., CVPR 2019).
+
+    Adds to :class:`DIPConfig`:
+
+    Parameters
+    ----------
+    noise_scale : float
+        Langevin noise on every convolution weight after each Adam step has standard
+        deviation ``noise_scale * lr`` (2, i.e. N(0, (2 lr)^2)).
+    burn_in : int
+        Steps before samples are kept (7000).
+    thinning : int
+        Keep one sample every this many steps (50).
+    """
+
+    steps: int = 20000
+    weight_decay: float = 5e-8
+    ema: float = 0.0
+    backtrack_db: float = 0.0
+    auto_stop: bool = False
+    noise_scale: float = 2.0
+    burn_in: int = 7000
+    thinning: int = 50
+
+    method: str = field(default="sgld", init=False, repr=False)
+
+
+CONFIG_CLASSES: dict[str, type[DIPConfig]] = {"dip": DIPConfig, "sgld": SGLDConfig}
+
+# Preset overrides on top of the paper defaults. "quality" is the papers' configuration;
+# "balanced" and "fast" trade width and steps for speed (see benchmarks/RESULTS.md).
+PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "quality": {"dip": {}, "sgld": {}},
+    "balanced": {
+        "dip": dict(width=64, steps=2000, stop_patience=500, stop_warmup=200,
+                    snapshot_every=25),
+        "sgld": dict(width=64, steps=6000, burn_in=2000, thinning=20, snapshot_every=50),
+    },
+    "fast": {
+        "dip": dict(width=32, scales=4, lr=0.02, steps=1000, stop_window=50,
+                    stop_patience=250, stop_warmup=150, snapshot_every=25),
+        "sgld": dict(width=32, scales=4, lr=0.02, steps=2000, burn_in=600, thinning=10,
+                     snapshot_every=25),
+    },
+}
+
+
+def make_config(
+    method: str = "dip",
+    preset: str = "balanced",
+    *,
+    steps: int | None = None,
+    auto_stop: bool | None = None,
+    **options: Any,
+) -> DIPConfig:
+    """Build a validated configuration from a method, a preset and option overrides.
+
+    Parameters
+    ----------
+    method : {"dip", "sgld"}
+        Deep Image Prior or its Bayesian (Langevin) variant.
+    preset : {"fast", "balanced", "quality"}
+        Starting point; "quality" is the papers' configuration.
+    steps, auto_stop : optional
+        Shortcuts for the fields of the same name.
+    **options
+        Any other field of :class:`DIPConfig` / :class:`SGLDConfig`.
+    """
+    method = _choice("method", method, METHODS)
+    preset = _choice("preset", preset, PRESETS)
+    cls = CONFIG_CLASSES[method]
+    _check_names(cls, options, what="option")
+    values = dict(PRESET_OVERRIDES[preset][method])
+    values.update(options)
+    if steps is not None:
+        values["steps"] = steps
+    if auto_stop is not None:
+        values["auto_stop"] = auto_stop
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> DIPConfig:
+    """Rebuild a configuration from :meth:`DIPConfig.to_dict` output (or parsed JSON).
+
+    Unknown keys, wrong types and out-of-range values raise errors that name the key.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"config: expected a dict (JSON object), got {type(data).__name__}")
+    data = dict(data)
+    method = _choice("method", data.pop("method", "dip"), METHODS)
+    cls = CONFIG_CLASSES[method]
+    _check_names(cls, data, what="config key")
+    return cls(**data)
+
+
+def config_from_json(text: str) -> DIPConfig:
+    """Parse a JSON string made by :meth:`DIPConfig.to_json` (plain JSON only)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"config: not valid JSON ({exc})") from None
+    return config_from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------
+_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "steps": (1, None),
+    "width": (1, 4096),
+    "scales": (1, 8),
+    "skip_channels": (0, 4096),
+    "input_channels": (1, 4096),
+    "stop_window": (2, None),
+    "stop_patience": (1, None),
+    "stop_warmup": (0, None),
+    "snapshot_every": (1, None),
+    "burn_in": (0, None),
+    "thinning": (1, None),
+}
+_FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
+    "lr": (0.0, None),
+    "lr_final": (0.0, 1.0),
+    "weight_decay": (0.0, None),
+    "input_scale": (0.0, None),
+    "jitter": (0.0, None),
+    "ema": (0.0, 1.0),
+    "backtrack_db": (0.0, None),
+    "noise_scale": (0.0, None),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "upsample": UPSAMPLE_MODES,
+    "padding": PADDING_MODES,
+    "norm": NORMS,
+    "precision": PRECISIONS,
+}
+
+
+def _validate(cfg: DIPConfig) -> None:
+    for f in fields(cfg):
+        if not f.init:
+            continue
+        name, value = f.name, getattr(cfg, f.name)
+        if name in _INT_RANGES:
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    object.__setattr__(cfg, name, int(value))
+                    value = int(value)
+                else:
+                    raise TypeError(f"{name}: expected an integer, got {value!r}")
+            lo, hi = _INT_RANGES[name]
+            if value < lo or (hi is not None and value > hi):
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"{name}: expected an integer {rng}, got {value!r}")
+        elif name in _FLOAT_RANGES:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name}: expected a number, got {value!r}")
+            value = float(value)
+            object.__setattr__(cfg, name, value)
+            lo, hi = _FLOAT_RANGES[name]
+            if not math.isfinite(value) or value < lo or (hi is not None and value > hi):
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"{name}: expected a finite number {rng}, got {value!r}")
+        elif name in _CHOICES:
+            _choice(name, value, _CHOICES[name])
+        elif name == "auto_stop":
+            if not isinstance(value, bool):
+                raise TypeError(f"auto_stop: expected True or False, got {value!r}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr: expected a number > 0, got {cfg.lr!r}")
+    if isinstance(cfg, SGLDConfig) and cfg.burn_in >= cfg.steps:
+        raise ValueError(
+            f"burn_in: expected fewer than steps={cfg.steps} so that samples are kept, "
+            f"got {cfg.burn_in}"
+        )
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value.lower()
+
+
+def _check_names(cls: type, values: dict[str, Any], *, what: str) -> None:
+    known = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for method {cls.method if hasattr(cls, 'method') else '?'!r}; "
+            f"known: {', '.join(sorted(known))}"
+        )

@@ -1,0 +1,283 @@
+"""The optimisation loop shared by DIP and SGLD-DIP.
+
+One generator runs both algorithms: DIP (Ulyanov et al., 2018) with input jitter, Adam,
+an exponential moving average of the output, backtracking and the windowed-variance stop
+rule; SGLD-DIP (Cheng et al., 2019) adds Langevin noise to the convolution weights after
+every step and accumulates the posterior mean and variance of the thinned samples after
+burn-in. Between snapshots nothing waits for the host: every decision that depends on data
+(backtracking, the stop rule's minimum) is taken on the device with ``torch.where``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from . import arrays
+from .config import DIPConfig, SGLDConfig
+from .device import device_name, make_generator, release
+from .nets import SkipNet, make_input
+from .optim import FlatAdam
+from .stats import RunningMoments
+from .stopping import WindowedVariance
+
+
+@dataclass
+class RunInfo:
+    """What a run was started with (for provenance)."""
+
+    method: str
+    config: DIPConfig
+    seed: int
+    device: str
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    channel_axis: int | None
+    padded_shape: tuple[int, ...]
+    parameters: int
+
+
+@dataclass
+class Snapshot:
+    """The state of a run at one reporting step.
+
+    Attributes
+    ----------
+    step : int
+        Steps done so far.
+    loss : float
+        Data-fit loss (mean squared error on known pixels, normalised units) of the last
+        step.
+    image : numpy.ndarray
+        Current estimate in the input's shape, value range and dtype: the moving average
+        (DIP), or the posterior mean once SGLD has samples. In the final snapshot: the
+        result (for DIP with the stop rule, the estimate at the detected step).
+    variance : numpy.ndarray or None
+        SGLD posterior variance per pixel (input units squared, float32) once samples exist.
+    psnr : float or None
+        PSNR of ``image`` against the reference, when one was given.
+    stop_reason : str or None
+        Why the run ended (final snapshot only).
+    done : bool
+        True for the final snapshot.
+    elapsed : float
+        Seconds since the engine started.
+    max_steps : int
+        The configured maximum number of steps.
+    best_step : int or None
+        DIP with the stop rule: the step whose estimate is (or would be) returned.
+    samples : int
+        SGLD: posterior samples kept so far.
+    losses : numpy.ndarray
+        Per-step losses since the previous snapshot.
+    info : RunInfo
+        Configuration, seed and device of the run.
+    """
+
+    step: int
+    loss: float
+    image: np.ndarray
+    variance: np.ndarray | None
+    psnr: float | None
+    stop_reason: str | None
+    done: bool
+    elapsed: float
+    max_steps: int
+    best_step: int | None
+    samples: int
+    losses: np.ndarray
+    info: RunInfo = field(repr=False)
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB with scikit-image's convention for the data range.
+
+    The range is that of the reference's dtype for integers, else the reference's
+    max - min (1 if constant).
+    """
+    ref = reference.astype(np.float64)
+    if reference.dtype.kind in "iu":
+        info = np.iinfo(reference.dtype)
+        data_range = float(info.max) - float(info.min)
+    else:
+        data_range = float(ref.max() - ref.min()) or 1.0
+    mse = float(np.mean((image.astype(np.float64) - ref) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
+
+
+def run(
+    prep: arrays.Prepared,
+    cfg: DIPConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    output_dtype: Any = None,
+    keep_known: bool = False,
+) -> Iterator[Snapshot]:
+    """Run DIP or SGLD-DIP on a prepared image and yield snapshots (see :class:`Snapshot`)."""
+    t0 = time.perf_counter()
+    nd = prep.ndim_spatial
+    multiple = 2**cfg.scales
+    spatial = prep.data.shape[1:]
+    pads = arrays.pad_amounts(spatial, multiple)
+    padded = arrays.pad_array(prep.data, pads, cfg.padding)
+    known_np = prep.known if prep.known is not None else np.ones((1, *spatial), np.float32)
+    weight_np = arrays.pad_array(known_np, pads, "zeros") if any(a or b for a, b in pads) or (
+        prep.known is not None) else None
+    crop = (slice(None),) + arrays.crop_slices(spatial, pads)
+    channels = padded.shape[0]
+    sgld = isinstance(cfg, SGLDConfig)
+
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
+        torch.manual_seed(seed)
+        net = SkipNet(cfg, channels, nd=nd)
+    net = net.to(device).train()
+    info = RunInfo(
+        method=cfg.method, config=cfg, seed=seed, device=device_name(device),
+        input_shape=tuple(prep.shape), input_dtype=str(prep.dtype),
+        channel_axis=prep.channel_axis, padded_shape=tuple(padded.shape[1:]),
+        parameters=sum(p.numel() for p in net.parameters()),
+    )
+    cpu_gen = torch.Generator().manual_seed(seed)
+    z = make_input(cfg, padded.shape[1:], generator=cpu_gen, device=device)
+    gen = make_generator(device, seed + 1)
+    target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
+    weight = None if weight_np is None else torch.from_numpy(weight_np)[None].to(device)
+    denom = float(weight_np.sum() * (channels if weight_np.shape[0] == 1 else 1)) if (
+        weight_np is not None) else float(target.numel())
+
+    opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_bf16 = cfg.precision == "bfloat16" and device.type == "cuda"
+    ema = None
+    moments = RunningMoments() if sgld else None
+    stopper = None
+    if cfg.auto_stop and not sgld:
+        stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup)
+    backtrack = cfg.backtrack_db > 0
+    if backtrack:
+        ckpt = [t.clone() for t in opt.state_tensors()]
+        ckpt_loss = torch.full((), float("inf"), device=device)
+        factor = 10.0 ** (cfg.backtrack_db / 10.0)
+    losses = torch.zeros(cfg.snapshot_every, device=device)
+    noise = torch.empty_like(z)
+    last_snapshot_step = 0
+    step = 0
+    stop_reason = None
+
+    def to_user(t: torch.Tensor) -> np.ndarray:
+        arr = t[0][crop].float().cpu().numpy()
+        return arrays.restore_layout(np.clip(arr, 0.0, 1.0), prep, output_dtype=output_dtype)
+
+    def snapshot(final: bool, image_t: torch.Tensor, reason: str | None) -> Snapshot:
+        n = step - last_snapshot_step
+        loss_hist = losses[:n].cpu().numpy().astype(np.float64) if n else np.zeros(0)
+        var = None
+        if sgld and moments.count > 0:
+            var = arrays.variance_to_user(moments.variance[0][crop].cpu().numpy(), prep)
+        image = to_user(image_t)
+        if final and keep_known and prep.known is not None:
+            kn = np.broadcast_to(prep.known, prep.data.shape) > 0
+            orig = arrays.restore_layout(prep.data, prep, output_dtype=output_dtype)
+            kn = kn[0] if prep.channel_axis is None else np.moveaxis(kn, 0, prep.channel_axis)
+            image = np.where(kn, orig, image)
+        best = None
+        if stopper is not None:
+            best = int(stopper.best_step.item())
+            best = best + 1 if best >= 0 else None
+        return Snapshot(
+            step=step,
+            loss=float(loss_hist[-1]) if len(loss_hist) else float("nan"),
+            image=image, variance=var,
+            psnr=None if prep.reference is None else psnr(image, prep.reference),
+            stop_reason=reason, done=final, elapsed=time.perf_counter() - t0,
+            max_steps=cfg.steps, best_step=best,
+            samples=moments.count if sgld else 0, losses=loss_hist, info=info,
+        )
+
+    def current_estimate(out: torch.Tensor) -> torch.Tensor:
+        if sgld and moments.count > 0:
+            return moments.mean
+        return ema if ema is not None else out
+
+    try:
+        out = None
+        for i in range(cfg.steps):
+            if cfg.lr_final < 1.0:
+                opt.set_lr(opt.cosine_lr(i, cfg.steps, cfg.lr_final))
+            if cfg.jitter > 0:
+                noise.normal_(generator=gen) if noise.device == gen.device else noise.copy_(
+                    torch.randn(noise.shape, generator=gen))
+                z_in = z + noise * cfg.jitter
+            else:
+                z_in = z
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                out = net(z_in)
+            out = out.float()
+            diff = out - target
+            if weight is not None:
+                loss = (diff.square() * weight).sum() / denom
+            else:
+                loss = diff.square().mean()
+            losses[i - last_snapshot_step] = loss.detach()
+            if backtrack:
+                bad = loss.detach() > ckpt_loss * factor
+                for saved, live in zip(ckpt, opt.state_tensors()):
+                    saved.copy_(torch.where(bad, saved, live))
+                ckpt_loss = torch.where(bad, ckpt_loss, loss.detach())
+            opt.backward(loss)
+            opt.step()
+            if backtrack:  # a bad step is undone: weights and Adam state of the last good one
+                for saved, live in zip(ckpt, opt.state_tensors()):
+                    live.copy_(torch.where(bad, saved, live))
+            if sgld and cfg.noise_scale > 0:
+                opt.add_langevin_noise(cfg.noise_scale, gen)
+            o = out.detach()
+            if cfg.ema > 0:
+                if ema is None:
+                    ema = o.clone()
+                elif backtrack:
+                    ema = torch.where(bad, ema, torch.lerp(ema, o, 1.0 - cfg.ema))
+                else:
+                    ema.lerp_(o, 1.0 - cfg.ema)
+            if sgld and i >= cfg.burn_in and (i - cfg.burn_in) % cfg.thinning == 0:
+                moments.add(o)
+            if stopper is not None:
+                stopper.update(i, o[0], current_estimate(o)[0])
+            step = i + 1
+            if step % cfg.snapshot_every == 0 and step < cfg.steps:
+                if stopper is not None:
+                    best = int(stopper.best_step.item())
+                    if best >= 0 and step - (best + 1) >= cfg.stop_patience:
+                        stop_reason = (
+                            f"stopped: no new minimum of the windowed output variance for "
+                            f"{cfg.stop_patience} steps; estimate of step {best + 1}"
+                        )
+                        break
+                yield snapshot(False, current_estimate(o), None)
+                last_snapshot_step = step
+        # -- final result -------------------------------------------------------------
+        if stopper is not None:
+            best = int(stopper.best_step.item())
+            if best >= 0:
+                final = stopper.best_estimate[None]
+                if stop_reason is None:
+                    stop_reason = (f"reached the maximum of {cfg.steps} steps; estimate of step "
+                                   f"{best + 1} (minimum of the windowed output variance)")
+            else:
+                final = current_estimate(out.detach())
+                stop_reason = (f"reached the maximum of {cfg.steps} steps before the stop rule "
+                               f"could start (window {cfg.stop_window}, warm-up "
+                               f"{cfg.stop_warmup}); last estimate")
+        else:
+            final = current_estimate(out.detach())
+            what = "posterior mean of %d samples" % moments.count if sgld else (
+                "moving average" if cfg.ema > 0 else "last output")
+            stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
+        yield snapshot(True, final, stop_reason)
+    finally:
+        del net, opt, z, target, weight, ema, moments, stopper, out
+        release(device)

@@ -1,0 +1,86 @@
+"""Adam on one flat parameter buffer, with state that can be saved and restored on the device.
+
+All parameters of the net become views into one contiguous tensor and their gradients are
+gathered into another, so that the update, the Langevin noise of SGLD and the backtracking copy are a
+handful of whole-buffer operations instead of hundreds of small ones, and the step count and
+learning rate are device tensors (nothing waits for the host). The arithmetic is that of
+``torch.optim.Adam`` (L2 weight decay added to the gradient).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class FlatAdam:
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        params = [p for p in net.parameters() if p.requires_grad]
+        device = params[0].device
+        total = sum(p.numel() for p in params)
+        self.data = torch.empty(total, device=device, dtype=torch.float32)
+        self.grad = torch.zeros(total, device=device, dtype=torch.float32)
+        self.conv_mask = torch.zeros(total, device=device, dtype=torch.float32)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            self.data[offset:offset + n].copy_(p.detach().reshape(-1))
+            p.data = self.data[offset:offset + n].view_as(p)
+            if p.dim() >= 4:  # convolution weights (4-D in 2-D nets, 5-D in 3-D nets)
+                self.conv_mask[offset:offset + n] = 1.0
+            offset += n
+        self.params = params
+        self.exp_avg = torch.zeros_like(self.data)
+        self.exp_avg_sq = torch.zeros_like(self.data)
+        self.step_count = torch.zeros((), device=device, dtype=torch.float32)
+        self.base_lr = lr
+        self.lr = torch.full((), lr, device=device, dtype=torch.float32)
+        self.weight_decay = weight_decay
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Compute the gradient of ``loss`` into the flat gradient buffer."""
+        grads = torch.autograd.grad(loss, self.params)
+        torch.cat([g.reshape(-1) for g in grads], out=self.grad)
+
+    def set_lr(self, value: torch.Tensor | float) -> None:
+        self.lr.copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    def step(self) -> None:
+        g = self.grad
+        if self.weight_decay:
+            g = g.add(self.data, alpha=self.weight_decay)
+        self.step_count.add_(1.0)
+        self.exp_avg.lerp_(g, 1.0 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
+        bc1 = 1.0 - torch.pow(self.beta1, self.step_count)
+        bc2_sqrt = torch.sqrt(1.0 - torch.pow(self.beta2, self.step_count))
+        denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(self.eps)
+        self.data.sub_(self.exp_avg / denom * (self.lr / bc1))
+
+    def add_langevin_noise(self, scale: float, generator: torch.Generator) -> None:
+        """Add N(0, (scale * lr)^2) to every convolution weight (Cheng et al., 2019)."""
+        noise = torch.randn(self.data.shape, generator=generator, device=generator.device)
+        noise = noise.to(self.data.device)
+        self.data.add_(noise * self.conv_mask * (self.lr * scale))
+
+    # -- checkpoints for backtracking ---------------------------------------------------
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.data, self.exp_avg, self.exp_avg_sq]
+
+    def cosine_lr(self, step: int, steps: int, final_fraction: float) -> float:
+        if final_fraction >= 1.0:
+            return self.base_lr
+        t = min(step / max(steps - 1, 1), 1.0)
+        return self.base_lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))

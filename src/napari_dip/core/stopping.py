@@ -1,0 +1,60 @@
+"""Stop rules that need no ground truth.
+
+The windowed moving variance rule (ES-WMV) of Wang et al., "Early Stopping for Deep Image
+Prior": the mean squared distance of the last W outputs to their mean falls to a minimum
+near the step where the output is closest to the clean image. This implementation keeps a
+ring buffer with running sums, so each step costs O(pixels), not O(W * pixels), and never
+waits for the host; the exact sums are recomputed every W steps to cancel rounding drift.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class WindowedVariance:
+    """Tracks the variance of the last ``window`` outputs and its running minimum.
+
+    Parameters
+    ----------
+    window : int
+        W, the number of recent outputs.
+    warmup : int
+        Minima before this step are ignored (a false minimum in the first few hundred
+        steps is a known failure of the rule).
+    """
+
+    def __init__(self, like: torch.Tensor, window: int, warmup: int) -> None:
+        self.window = window
+        self.warmup = warmup
+        self.buffer = torch.zeros((window, *like.shape), dtype=torch.float32, device=like.device)
+        self.total = torch.zeros_like(like, dtype=torch.float32)
+        self.sq_total = torch.zeros((), dtype=torch.float32, device=like.device)
+        self.best_value = torch.full((), float("inf"), device=like.device)
+        self.best_step = torch.full((), -1, dtype=torch.int64, device=like.device)
+        self.best_estimate = torch.zeros_like(like, dtype=torch.float32)
+        self.last_value = torch.full((), float("nan"), device=like.device)
+        self._numel = like.numel()
+
+    def update(self, step: int, output: torch.Tensor, estimate: torch.Tensor) -> None:
+        """Add the output of 0-based ``step``; remember ``estimate`` at a new minimum."""
+        out = output.detach().float()
+        slot = step % self.window
+        old = self.buffer[slot]
+        self.total.add_(out - old)
+        self.sq_total.add_(out.square().sum() - old.square().sum())
+        old.copy_(out)
+        if (step + 1) % self.window == 0:  # cancel drift: exact sums of the full buffer
+            self.total.copy_(self.buffer.sum(0))
+            self.sq_total.copy_(self.buffer.square().sum())
+        if step + 1 < self.window:
+            return
+        w = self.window
+        value = (self.sq_total - self.total.square().sum() / w).clamp_min(0) / (w * self._numel)
+        self.last_value = value
+        if step < self.warmup:
+            return
+        better = value < self.best_value
+        self.best_value = torch.where(better, value, self.best_value)
+        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
+        self.best_estimate.copy_(torch.where(better, estimate.detach().float(), self.best_estimate))

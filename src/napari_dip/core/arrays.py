@@ -178,11 +178,14 @@ def cast_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def pad_amounts(spatial: tuple[int, ...], multiple: int) -> list[tuple[int, int]]:
-    """Padding before/after each axis that brings it to a multiple of ``multiple``."""
+def pad_amounts(
+    spatial: tuple[int, ...], multiple: int, minimum: int = 0
+) -> list[tuple[int, int]]:
+    """Padding before/after each axis that brings it to a multiple of ``multiple`` and to
+    at least ``minimum``."""
     out = []
     for s in spatial:
-        total = (-s) % multiple
+        total = max((-s) % multiple, minimum - s)
         out.append((total // 2, total - total // 2))
     return out
 

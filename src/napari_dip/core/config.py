@@ -60,6 +60,10 @@ class DIPConfig:
         ("reg_noise_std", 1/30).
     ema : float
         Weight of the exponential moving average of the output (0.99; 0 disables).
+    ema_warmup : bool
+        Use the weight ``min(ema, (1 + t) / (10 + t))`` at step t so that the average
+        follows the fast early progress instead of dragging the first, blank outputs
+        along for hundreds of steps (False: the paper's constant weight).
     backtrack_db : float
         Restore the last good weights and optimiser state when the fit to the data drops
         by more than this many dB in one step (5; 0 disables).
@@ -93,6 +97,7 @@ class DIPConfig:
     input_scale: float = 0.1
     jitter: float = 1.0 / 30.0
     ema: float = 0.99
+    ema_warmup: bool = False
     backtrack_db: float = 5.0
     auto_stop: bool = True
     stop_window: int = 100
@@ -157,14 +162,14 @@ CONFIG_CLASSES: dict[str, type[DIPConfig]] = {"dip": DIPConfig, "sgld": SGLDConf
 PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "quality": {"dip": {}, "sgld": {}},
     "balanced": {
-        "dip": dict(width=64, steps=2000, stop_patience=500, stop_warmup=200,
+        "dip": dict(width=64, steps=2000, ema_warmup=True, stop_patience=500, stop_warmup=200,
                     snapshot_every=25),
-        "sgld": dict(width=64, steps=6000, burn_in=2000, thinning=20, snapshot_every=50),
+        "sgld": dict(width=64, steps=6000, ema_warmup=True, burn_in=2000, thinning=20, snapshot_every=50),
     },
     "fast": {
-        "dip": dict(width=32, scales=4, lr=0.02, steps=1000, stop_window=50,
+        "dip": dict(width=32, scales=4, lr=0.02, steps=1000, ema_warmup=True, stop_window=50,
                     stop_patience=250, stop_warmup=150, snapshot_every=25),
-        "sgld": dict(width=32, scales=4, lr=0.02, steps=2000, burn_in=600, thinning=10,
+        "sgld": dict(width=32, scales=4, lr=0.02, steps=2000, ema_warmup=True, burn_in=600, thinning=10,
                      snapshot_every=25),
     },
 }
@@ -198,6 +203,14 @@ def make_config(
     values = dict(PRESET_OVERRIDES[preset][method])
     values.update(options)
     if steps is not None:
+        if method == "sgld" and "burn_in" not in options:
+            # keep the preset's proportions of burn-in and sampling for a new length
+            base = cls(**PRESET_OVERRIDES[preset][method])
+            if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 2:
+                values["burn_in"] = min(round(base.burn_in * steps / base.steps), steps - 1)
+                if "thinning" not in options:
+                    values["thinning"] = max(1, min(base.thinning,
+                                                    (steps - values["burn_in"]) // 10))
         values["steps"] = steps
     if auto_stop is not None:
         values["auto_stop"] = auto_stop
@@ -288,9 +301,9 @@ def _validate(cfg: DIPConfig) -> None:
                 raise ValueError(f"{name}: expected a finite number {rng}, got {value!r}")
         elif name in _CHOICES:
             _choice(name, value, _CHOICES[name])
-        elif name == "auto_stop":
+        elif name in ("auto_stop", "ema_warmup"):
             if not isinstance(value, bool):
-                raise TypeError(f"auto_stop: expected True or False, got {value!r}")
+                raise TypeError(f"{name}: expected True or False, got {value!r}")
     if cfg.lr <= 0:
         raise ValueError(f"lr: expected a number > 0, got {cfg.lr!r}")
     if isinstance(cfg, SGLDConfig) and cfg.burn_in >= cfg.steps:

@@ -21,7 +21,7 @@ from . import arrays
 from .config import DIPConfig, SGLDConfig
 from .device import device_name, make_generator, release
 from .nets import SkipNet, make_input
-from .optim import FlatAdam
+from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
 from .stopping import WindowedVariance
 
@@ -123,7 +123,8 @@ def run(
     nd = prep.ndim_spatial
     multiple = 2**cfg.scales
     spatial = prep.data.shape[1:]
-    pads = arrays.pad_amounts(spatial, multiple)
+    # the coarsest scale needs 2 pixels per axis for its padded 3x3 convolutions
+    pads = arrays.pad_amounts(spatial, multiple, minimum=2 * multiple)
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
     known_np = prep.known if prep.known is not None else np.ones((1, *spatial), np.float32)
     weight_np = arrays.pad_array(known_np, pads, "zeros") if any(a or b for a, b in pads) or (
@@ -157,11 +158,7 @@ def run(
     stopper = None
     if cfg.auto_stop and not sgld:
         stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup)
-    backtrack = cfg.backtrack_db > 0
-    if backtrack:
-        ckpt = [t.clone() for t in opt.state_tensors()]
-        ckpt_loss = torch.full((), float("inf"), device=device)
-        factor = 10.0 ** (cfg.backtrack_db / 10.0)
+    backtrack = Backtracker(opt, cfg.backtrack_db) if cfg.backtrack_db > 0 else None
     losses = torch.zeros(cfg.snapshot_every, device=device)
     noise = torch.empty_like(z)
     last_snapshot_step = 0
@@ -223,26 +220,23 @@ def run(
             else:
                 loss = diff.square().mean()
             losses[i - last_snapshot_step] = loss.detach()
-            if backtrack:
-                bad = loss.detach() > ckpt_loss * factor
-                for saved, live in zip(ckpt, opt.state_tensors()):
-                    saved.copy_(torch.where(bad, saved, live))
-                ckpt_loss = torch.where(bad, ckpt_loss, loss.detach())
+            if backtrack is not None:
+                bad = backtrack.check(loss)
             opt.backward(loss)
             opt.step()
-            if backtrack:  # a bad step is undone: weights and Adam state of the last good one
-                for saved, live in zip(ckpt, opt.state_tensors()):
-                    live.copy_(torch.where(bad, saved, live))
+            if backtrack is not None:
+                backtrack.undo_if_bad()
             if sgld and cfg.noise_scale > 0:
                 opt.add_langevin_noise(cfg.noise_scale, gen)
             o = out.detach()
             if cfg.ema > 0:
+                decay = min(cfg.ema, (1.0 + i) / (10.0 + i)) if cfg.ema_warmup else cfg.ema
                 if ema is None:
                     ema = o.clone()
-                elif backtrack:
-                    ema = torch.where(bad, ema, torch.lerp(ema, o, 1.0 - cfg.ema))
+                elif backtrack is not None:
+                    ema = torch.where(bad, ema, torch.lerp(ema, o, 1.0 - decay))
                 else:
-                    ema.lerp_(o, 1.0 - cfg.ema)
+                    ema.lerp_(o, 1.0 - decay)
             if sgld and i >= cfg.burn_in and (i - cfg.burn_in) % cfg.thinning == 0:
                 moments.add(o)
             if stopper is not None:
@@ -279,5 +273,5 @@ def run(
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
         yield snapshot(True, final, stop_reason)
     finally:
-        del net, opt, z, target, weight, ema, moments, stopper, out
+        del net, opt, z, target, weight, ema, moments, stopper, out, backtrack
         release(device)

@@ -84,3 +84,34 @@ class FlatAdam:
             return self.base_lr
         t = min(step / max(steps - 1, 1), 1.0)
         return self.base_lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class Backtracker:
+    """Undo steps whose data fit drops by more than ``db`` decibels (DIP's backtracking).
+
+    Keeps, on the device, a copy of the weights *and* the Adam state of the last good step.
+    Before the update, :meth:`check` compares the step's loss with the last good loss; after
+    the update, :meth:`undo_if_bad` restores the copy when the step was bad, so the bad
+    update is discarded as a whole. Decisions are device tensors: no host synchronisation.
+    """
+
+    def __init__(self, opt: FlatAdam, db: float) -> None:
+        self.opt = opt
+        self.factor = 10.0 ** (db / 10.0)
+        self.saved = [t.clone() for t in opt.state_tensors()]
+        self.saved_loss = torch.full((), float("inf"), device=opt.data.device)
+        self.bad = torch.zeros((), dtype=torch.bool, device=opt.data.device)
+
+    def check(self, loss: torch.Tensor) -> torch.Tensor:
+        """Call before the update with this step's loss; returns the 'bad' flag tensor."""
+        loss = loss.detach()
+        self.bad = loss > self.saved_loss * self.factor
+        for saved, live in zip(self.saved, self.opt.state_tensors()):
+            saved.copy_(torch.where(self.bad, saved, live))
+        self.saved_loss = torch.where(self.bad, self.saved_loss, loss)
+        return self.bad
+
+    def undo_if_bad(self) -> None:
+        """Call after the update: a bad step returns to the last good weights and state."""
+        for saved, live in zip(self.saved, self.opt.state_tensors()):
+            live.copy_(torch.where(self.bad, saved, live))

@@ -1,0 +1,658 @@
+"""The "Deep Image Prior" dock widget.
+
+Pick an image layer (and, to fill in missing pixels, a labels layer whose painted pixels
+mark them), choose DIP or SGLD-DIP and a preset, press Run: the result layer appears at
+the first snapshot and improves in place while the run goes on in a background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_warning
+
+from ..core import make_config, run_metadata
+from ..core.device import device_name, resolve_device, resolve_seed
+from . import layers as _layers
+from .worker import (
+    Failure,
+    RunRequest,
+    Update,
+    mask_for_frame,
+    plan_frames,
+    restore_frames,
+    start_worker,
+)
+
+log = logging.getLogger(__name__)
+
+METHOD_CHOICES = [("DIP", "dip"), ("SGLD-DIP (uncertainty)", "sgld")]
+PRESET_CHOICES = [("fast", "fast"), ("balanced", "balanced"), ("quality (papers)", "quality")]
+CHANNEL_CHOICES = [("none", None), ("first axis", 0), ("last axis", -1)]
+MODE_CHOICES = [
+    ("whole image / volume", "whole"),
+    ("frames along first axis", "frames"),
+    ("2-D slices, one by one", "slices"),
+]
+MASK_HINT = "Painted pixels are missing and will be filled."
+
+# advanced field name -> config field
+ADVANCED_FIELDS = {
+    "net_width": "width",
+    "net_scales": "scales",
+    "learning_rate": "lr",
+    "jitter": "jitter",
+    "ema": "ema",
+    "burn_in": "burn_in",
+    "thinning": "thinning",
+    "snapshot_every": "snapshot_every",
+}
+SGLD_ONLY = ("burn_in", "thinning")
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """Devices to offer; "auto" names the device it resolves to."""
+    import torch
+
+    choices = [(f"auto \u2192 {device_name(resolve_device('auto'))}", "auto"), ("cpu", "cpu")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            choices.append((f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append(("mps", "mps"))
+    return choices
+
+
+def format_seconds(seconds: float) -> str:
+    """``"12 s"``, ``"3:05"`` or ``"1:02:03"``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}:{s:02d}"
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+@dataclass
+class _Run:
+    """State of the run in progress (main thread only)."""
+
+    worker: Any
+    steps: Any  # the restore_frames generator, closed when the worker finishes
+    first: Any  # the engine generator of the first piece
+    request: RunRequest
+    layers: _layers.RunLayers
+    source: Any
+    mask: Any
+    method: str
+    mode: str
+    pbar: Any
+    seed: int
+    started: float = field(default_factory=time.perf_counter)
+    last: Update | None = None
+    frames: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stop_requested: bool = False
+    cancelled: str | None = None  # why the run was abandoned (input removed, closed)
+    failure: Failure | None = None
+    finished: bool = False
+
+
+class DIPWidget(Container):
+    """Deep Image Prior / SGLD-DIP restoration of an image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer whose layers are restored (passed by napari).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._run: _Run | None = None
+        self._preset_values: dict[str, Any] = {}
+        self._dip_auto_stop = True
+        self.last_worker: Any = None  # the latest run's worker (for scripts and tests)
+
+        intro = Label(
+            value="Restore an image with a network fitted to it alone: denoising, or "
+                  "filling in missing pixels.",
+            label="",
+        )
+        intro.native.setWordWrap(True)
+
+        self.image_layer = ComboBox(
+            name="image_layer", label="image", annotation=Image, choices=self._image_choices,
+            tooltip="The image layer to restore. Follows the selected image layer.")
+        self.mask_layer = ComboBox(
+            name="mask_layer", label="mask", annotation=Labels | None,
+            choices=self._mask_choices, nullable=True,
+            tooltip="Optional labels layer: " + MASK_HINT + " Leave at 'none' to denoise.")
+        self.mask_layer.null_string = "none"
+        self.mask_layer.reset_choices()
+        self.mask_hint = Label(name="mask_hint", value=MASK_HINT, label="")
+        self.mask_hint.native.setWordWrap(True)
+        self.mask_hint.native.setStyleSheet("font-size: 90%; color: #9a9a9a;")
+
+        self.method = ComboBox(
+            name="method", label="method", choices=METHOD_CHOICES, value="dip",
+            tooltip="DIP: Deep Image Prior (Ulyanov et al. 2018).\n"
+                    "SGLD-DIP: its Bayesian variant (Cheng et al. 2019); also gives a "
+                    "per-pixel uncertainty (posterior standard deviation).")
+        self.preset = ComboBox(
+            name="preset", label="preset", choices=PRESET_CHOICES, value="fast",
+            tooltip="fast and balanced use smaller networks and fewer steps;\n"
+                    "quality is the papers' configuration (slow without a GPU).")
+        self.steps = SpinBox(
+            name="steps", label="steps", min=1, max=1_000_000, step=100,
+            tooltip="Maximum number of optimisation steps (set by the preset).")
+        self.auto_stop = CheckBox(
+            name="auto_stop", text="stop automatically", value=True,
+            tooltip="DIP: stop when the output stops improving (windowed-variance rule)\n"
+                    "and keep the best estimate. SGLD runs its full schedule.")
+        self.channels = ComboBox(
+            name="channels", label="channels", choices=CHANNEL_CHOICES, value=None,
+            tooltip="Axis of colour channels, restored together. RGB layers use the last "
+                    "axis.")
+        self.mode = ComboBox(
+            name="mode", label="process as", choices=MODE_CHOICES, value="whole",
+            tooltip="whole: one 2-D image or 3-D volume.\n"
+                    "frames along first axis: e.g. a time series; each frame is restored in "
+                    "turn and appears when done.\n"
+                    "2-D slices: every plane of a stack on its own.")
+        self.seed = LineEdit(
+            name="seed", label="seed", value="0",
+            tooltip="Makes a run repeatable. Leave empty for a random seed (reported in the "
+                    "result's metadata).")
+        self.seed.native.setPlaceholderText("random")
+        self.device = ComboBox(
+            name="device", label="device", choices=device_choices(), value="auto",
+            tooltip="Where the network runs; 'auto' picks a CUDA GPU, then Apple MPS, then "
+                    "the CPU.")
+        self.keep_history = CheckBox(
+            name="keep_history", text="keep history (scrub with the slider)", value=False,
+            tooltip="Also keep every snapshot in a '... history' layer, to step through the "
+                    "optimisation with the slider.")
+        self.show_advanced = CheckBox(
+            name="show_advanced", text="advanced options", value=False)
+
+        self.net_width = SpinBox(name="net_width", label="width", min=1, max=4096,
+                                 tooltip="Channels of every layer of the network.")
+        self.net_scales = SpinBox(name="net_scales", label="scales", min=1, max=8,
+                                  tooltip="Down/up-sampling levels of the network.")
+        self.learning_rate = FloatSpinBox(name="learning_rate", label="learning rate",
+                                          min=0.0001, max=1.0, step=0.001,
+                                          tooltip="Adam learning rate.")
+        self.jitter = FloatSpinBox(name="jitter", label="input jitter", min=0.0, max=1.0,
+                                   step=0.005,
+                                   tooltip="Noise added to the network's input at every "
+                                           "step (regularises).")
+        self.ema = FloatSpinBox(name="ema", label="averaging (EMA)", min=0.0, max=0.9999,
+                                step=0.01,
+                                tooltip="Weight of the moving average of the output "
+                                        "(0 disables).")
+        self.burn_in = SpinBox(name="burn_in", label="burn-in", min=0, max=1_000_000, step=100,
+                               tooltip="SGLD: steps before posterior samples are kept.")
+        self.thinning = SpinBox(name="thinning", label="thinning", min=1, max=100_000,
+                                tooltip="SGLD: keep one sample every this many steps.")
+        self.snapshot_every = SpinBox(
+            name="snapshot_every", label="update every", min=1, max=100_000,
+            tooltip="Steps between updates of the layers (and checks of Stop).")
+        self.keep_known = CheckBox(
+            name="keep_known", text="keep known pixels unchanged", value=False,
+            tooltip="With a mask: copy the pixels that are not missing into the result "
+                    "unchanged (for clean images); else they are denoised too.")
+        for w in (self.learning_rate, self.jitter, self.ema):
+            w.native.setDecimals(4)
+        self.advanced = Container(
+            name="advanced", label="", labels=True,
+            widgets=[self.net_width, self.net_scales, self.learning_rate, self.jitter,
+                     self.ema, self.burn_in, self.thinning, self.snapshot_every,
+                     self.keep_known],
+        )
+        self.advanced.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.advanced.visible = False
+
+        self.run_button = PushButton(name="run_button", text="Run")
+        self.stop_button = PushButton(name="stop_button", text="Stop", enabled=False)
+        self.run_button.native.setToolTip("Start the restoration in the background.")
+        self.stop_button.native.setToolTip(
+            "Stop after the current snapshot; the result layer keeps the latest estimate.")
+        buttons = Container(name="buttons", label="", layout="horizontal", labels=False,
+                            widgets=[self.run_button, self.stop_button])
+        buttons.native.layout().setContentsMargins(0, 4, 0, 0)
+        self.status = Label(name="status", value="Ready.", label="")
+        self.status.native.setWordWrap(True)
+        self.status.native.setMinimumHeight(54)
+        self.status.native.setAlignment(_align_top_left())
+
+        self.extend([
+            intro, self.image_layer, self.mask_layer, self.mask_hint, self.method, self.preset,
+            self.steps, self.auto_stop, self.channels, self.mode, self.seed, self.device,
+            self.keep_history, self.show_advanced, self.advanced, buttons, self.status,
+        ])
+        self.native.layout().addStretch()
+
+        self.method.changed.connect(self._on_method_changed)
+        self.preset.changed.connect(self._apply_preset)
+        self.image_layer.changed.connect(self._on_image_changed)
+        self.mode.changed.connect(self._update_history_enabled)
+        self.show_advanced.changed.connect(self._on_show_advanced)
+        self.auto_stop.changed.connect(self._remember_auto_stop)
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+
+        events = self._viewer.layers.events
+        events.removed.connect(self._on_layer_removed)
+        self._viewer.layers.selection.events.active.connect(self._on_active_layer)
+        # the widget is destroyed with the viewer's window: stop a run still going
+        self.native.destroyed.connect(lambda *_: self._cancel("the widget was closed"))
+
+        self._apply_preset()
+        self._on_method_changed()
+        active = self._viewer.layers.selection.active
+        if isinstance(active, Image):
+            self._select_image(active)
+        self._on_image_changed()
+
+    # -- choices --------------------------------------------------------------------------
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _mask_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _select_image(self, layer: Any) -> None:
+        if layer in self.image_layer.choices:
+            self.image_layer.value = layer
+
+    # -- reactions to the user ------------------------------------------------------------
+    def _on_active_layer(self, event: Any = None) -> None:
+        layer = self._viewer.layers.selection.active
+        if isinstance(layer, Image) and not _layers.is_plugin_layer(layer):
+            self._select_image(layer)
+
+    def _on_image_changed(self, *_: Any) -> None:
+        layer = self.image_layer.value
+        if layer is None:
+            return
+        if layer.rgb:
+            self.channels.value = -1
+            self.channels.enabled = False
+            self.channels.tooltip = "RGB layer: its colour channels (last axis) are " \
+                                    "restored together."
+        else:
+            if not self.channels.enabled:
+                self.channels.value = None
+            self.channels.enabled = True
+        n_spatial = np.ndim(layer.data) - (self.channels.value is not None)
+        self.mode.value = "whole" if n_spatial <= 3 else "frames"
+        self._update_history_enabled()
+
+    def _on_method_changed(self, *_: Any) -> None:
+        sgld = self.method.value == "sgld"
+        # SGLD shows the box unticked; DIP gets back the user's last choice
+        self.auto_stop.value = False if sgld else self._dip_auto_stop
+        self.auto_stop.enabled = not sgld
+        self.auto_stop.native.setToolTip(
+            "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
+            "Stop when the output stops improving (windowed-variance rule) and keep the "
+            "best estimate.")
+        for name in SGLD_ONLY:
+            getattr(self, name).enabled = sgld
+        self._apply_preset()
+
+    def _remember_auto_stop(self, value: bool) -> None:
+        if self.method.value == "dip":
+            self._dip_auto_stop = bool(value)
+
+    def _apply_preset(self, *_: Any) -> None:
+        """Fill steps and the advanced fields with the chosen preset's values."""
+        cfg = make_config(self.method.value, self.preset.value)
+        self.steps.value = cfg.steps
+        values = {}
+        for wname, fname in ADVANCED_FIELDS.items():
+            w = getattr(self, wname)
+            if not hasattr(cfg, fname):  # SGLD-only field with DIP: leave it as it is
+                continue
+            w.value = getattr(cfg, fname)
+            values[wname] = w.value  # as displayed (rounded by the spin box)
+        self._preset_values = values
+
+    def _on_show_advanced(self, value: bool) -> None:
+        self.advanced.visible = bool(value)
+
+    def _update_history_enabled(self, *_: Any) -> None:
+        single = self.mode.value == "whole"
+        self.keep_history.enabled = single
+        self.keep_history.native.setToolTip(
+            "Also keep every snapshot in a '... history' layer, to step through the "
+            "optimisation with the slider." if single else
+            "History is kept for whole-image runs only.")
+
+    # -- options --------------------------------------------------------------------------
+    def _seed(self) -> int | None:
+        text = str(self.seed.value).strip()
+        if not text or text.lower() == "random":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"seed: expected a whole number or empty (random), got {text!r}") \
+                from None
+
+    def run_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`napari_dip.iterate` from the widget's fields
+        (without the image, mask and channel axis)."""
+        method = self.method.value
+        opts: dict[str, Any] = dict(
+            method=method, preset=self.preset.value, steps=int(self.steps.value),
+            auto_stop=bool(self.auto_stop.value) if method == "dip" else None,
+            device=self.device.value, seed=self._seed(),
+        )
+        for wname, fname in ADVANCED_FIELDS.items():
+            if method != "sgld" and wname in SGLD_ONLY:
+                continue
+            value = getattr(self, wname).value
+            if value != self._preset_values.get(wname):
+                opts[fname] = value
+        if self.mask_layer.value is not None:
+            opts["keep_known"] = bool(self.keep_known.value)
+        return opts
+
+    # -- run / stop -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._run is not None
+
+    def run(self, *_: Any) -> Any:
+        """Start a run with the current settings; returns the worker (or None)."""
+        if self._run is not None:
+            show_warning(f"A run on '{self._run.source.name}' is still going: press Stop "
+                         "first, or wait for it to end.")
+            return None
+        source = self.image_layer.value
+        if source is None:
+            show_error("Deep Image Prior: choose an image layer first.")
+            return None
+        mask_layer = self.mask_layer.value
+        try:
+            if getattr(source, "multiscale", False):
+                raise ValueError("multiscale (pyramid) layers are not supported; add the "
+                                 "full-resolution level as a layer of its own.")
+            opts = self.run_options()
+            opts["seed"] = resolve_seed(opts["seed"])  # one seed for every frame, reported
+            channel_axis = -1 if source.rgb else self.channels.value
+            data = source.data
+            plan = plan_frames(tuple(np.shape(data)), channel_axis, self.mode.value)
+            mask = None
+            if mask_layer is not None:
+                mask = np.asarray(mask_layer.data) != 0  # a private copy
+                mask_for_frame(mask, tuple(np.shape(data)), plan, 0)  # checks the shape
+            request = RunRequest(data=data, mask=mask, plan=plan, options=opts)
+            first = request.engine(0)  # checks every argument now
+        except (ValueError, TypeError) as exc:
+            show_error(f"Deep Image Prior: {exc}")
+            self._set_status(f"Not started: {exc}")
+            return None
+
+        method = opts["method"]
+        n = len(plan)
+        max_steps = int(opts["steps"])
+        pbar = progress(total=max_steps * n,
+                        desc=f"{_layers.METHOD_TAGS[method]} on '{source.name}'")
+        run_layers = _layers.RunLayers(self._viewer, source, method=method,
+                                       frames=plan.indices,
+                                       keep_history=bool(self.keep_history.value))
+        steps = restore_frames(request, first)
+        self._run = run = _Run(
+            worker=None, steps=steps, first=first, request=request, layers=run_layers,
+            source=source, mask=mask_layer, method=method, mode=self.mode.value, pbar=pbar,
+            seed=opts["seed"],
+        )
+        self.stop_button.enabled = True
+        self._set_status(f"Starting {_layers.METHOD_TAGS[method]} on '{source.name}'"
+                         + (f" ({n} pieces)" if n > 1 else "") + " \u2026")
+        run.worker = start_worker(steps, connect={
+            "yielded": self._on_yielded,
+            "returned": self._on_returned,
+            "errored": self._on_errored,
+            "finished": self._on_finished,
+        })
+        self.last_worker = run.worker
+        return run.worker
+
+    def stop(self, *_: Any) -> None:
+        """Stop the run after the current snapshot; the result keeps the latest estimate."""
+        run = self._run
+        if run is None or run.finished:
+            return
+        run.stop_requested = True
+        run.worker.quit()
+        self.stop_button.enabled = False
+        self._set_status("Stopping after the current snapshot \u2026")
+
+    def _cancel(self, reason: str) -> None:
+        """Abandon the run (its input went away): stop the worker, touch no layer."""
+        run = self._run
+        if run is None or run.finished:
+            return
+        run.cancelled = reason
+        run.worker.quit()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        run = self._run
+        if run is None:
+            return
+        layer = event.value
+        if layer == run.source or (run.mask is not None and layer == run.mask):
+            what = "input" if layer == run.source else "mask"
+            self._cancel(f"the {what} layer '{layer.name}' was removed")
+            self._set_status(f"Stopping: the {what} layer was removed \u2026")
+
+    # -- worker slots (main thread) --------------------------------------------------------
+    def _on_yielded(self, update: Update) -> None:
+        run = self._run
+        if run is None or run.cancelled:
+            return
+        snap = update.snapshot
+        run.last = update
+        try:
+            run.layers.show(update.frame, snap.image, snap.variance, snap.step)
+        except Exception as exc:  # noqa: BLE001 - a layer problem must not kill the run
+            log.exception("napari-dip: could not update the layers")
+            show_error(f"Deep Image Prior: could not update the layers: {exc}")
+            self._cancel(f"the layers could not be updated ({exc})")
+            return
+        run.frames[update.frame] = self._frame_record(run, update)
+        if snap.done:
+            run.frames[update.frame]["stop_reason"] = snap.stop_reason
+        self._store_metadata(run)
+        done_steps = update.frame * snap.max_steps + (snap.max_steps if snap.done else snap.step)
+        if run.pbar is not None:
+            run.pbar.update(max(0, done_steps - run.pbar.n))
+            run.pbar.set_description(
+                f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}': loss {snap.loss:.2e}")
+        self._set_status(self._progress_text(run, update))
+
+    def _on_returned(self, value: Any) -> None:
+        if self._run is not None and isinstance(value, Failure):
+            self._run.failure = value
+
+    def _on_errored(self, exc: BaseException) -> None:
+        if self._run is not None and self._run.failure is None:
+            self._run.failure = Failure(-1, exc)
+
+    def _on_finished(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        run.finished = True
+        self._run = None
+        # free the engine (and device memory) whatever happened; a no-op when it ended
+        for gen in (run.steps, run.first):
+            try:
+                gen.close()
+            except Exception:  # noqa: BLE001
+                log.exception("napari-dip: error while closing the run")
+        if run.pbar is not None:
+            run.pbar.close()
+        elapsed = time.perf_counter() - run.started
+        last = run.last
+
+        if run.cancelled:
+            text = f"Stopped: {run.cancelled}."
+        elif run.failure is not None:
+            msg = run.failure.message
+            if run.failure.traceback:
+                log.error("napari-dip run failed:\n%s", run.failure.traceback)
+            show_error(f"Deep Image Prior failed on '{run.source.name}': {msg}")
+            text = f"Failed: {msg}"
+            if last is not None:
+                self._finalise_stopped(run, f"failed: {msg}")
+        elif run.stop_requested:
+            if last is None:
+                text = "Stopped before the first snapshot: no result."
+            else:
+                snap = last.snapshot
+                where = f" in piece {last.frame + 1}/{last.n_frames}" if last.n_frames > 1 else ""
+                self._finalise_stopped(
+                    run, f"stopped by the user at step {snap.step}{where}; latest estimate")
+                text = (f"Stopped at step {snap.step}{where} after {format_seconds(elapsed)}; "
+                        f"'{run.layers.result.name}' holds the latest estimate.")
+        elif last is not None:
+            snap = last.snapshot
+            total = sum(r["steps"] for r in run.frames.values())
+            pieces = f" in {last.n_frames} pieces" if last.n_frames > 1 else ""
+            reason = snap.stop_reason if last.n_frames == 1 else \
+                f"all {last.n_frames} pieces restored"
+            text = (f"Done in {format_seconds(elapsed)}: {total} steps{pieces} on "
+                    f"{snap.info.device}, seed {snap.info.seed}.\n{_sentence(reason)}")
+        else:
+            text = "Finished without a result."
+        self._set_status(text)
+        try:
+            self.stop_button.enabled = False
+        except RuntimeError:  # the widget is gone (viewer closed)
+            pass
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _frame_record(run: _Run, update: Update) -> dict[str, Any]:
+        snap = update.snapshot
+        rec: dict[str, Any] = {
+            "steps": int(snap.step), "stop_reason": snap.stop_reason,
+            "best_step": snap.best_step, "elapsed": float(snap.elapsed),
+            "seed": snap.info.seed,
+        }
+        if snap.samples:
+            rec["samples"] = int(snap.samples)
+        if update.n_frames > 1:
+            rec["position"] = list(run.request.plan.positions[update.frame])
+        return rec
+
+    def _finalise_stopped(self, run: _Run, reason: str) -> None:
+        last = run.last
+        if last is None or not run.layers.layers:
+            return
+        rec = run.frames.setdefault(last.frame, self._frame_record(run, last))
+        if not rec.get("stop_reason"):
+            rec["stop_reason"] = reason
+        self._store_metadata(run, overall_reason=reason)
+
+    def _store_metadata(self, run: _Run, overall_reason: str | None = None) -> None:
+        last = run.last
+        if last is None:
+            return
+        snap = last.snapshot
+        n = last.n_frames
+        if n == 1:
+            rec = run.frames.get(0, {})
+            md = run_metadata(snap.info, steps=rec.get("steps", snap.step),
+                              stop_reason=overall_reason or rec.get("stop_reason"),
+                              best_step=rec.get("best_step"), elapsed=rec.get("elapsed"))
+            if rec.get("samples"):
+                md["samples"] = rec["samples"]
+        else:
+            frames = [dict(run.frames[k], piece=k) for k in sorted(run.frames)]
+            done = sum(1 for r in frames if r.get("stop_reason"))
+            reason = overall_reason or (f"all {n} pieces restored" if done == n else None)
+            md = run_metadata(
+                snap.info, steps=sum(r["steps"] for r in frames), stop_reason=reason,
+                elapsed=time.perf_counter() - run.started, frames=frames,
+                frames_done=done, n_frames=n,
+                frame_axes=list(run.request.plan.lead_axes),
+            )
+            md["frame_shape"] = md["input_shape"]
+            md["input_shape"] = list(run.request.shape)
+        md["versions"] = {**md["versions"], "napari": napari.__version__}
+        md.update(
+            source_layer=str(run.source.name),
+            mask_layer=None if run.mask is None else str(run.mask.name),
+            mode=run.mode,
+        )
+        std_md = dict(md, quantity="posterior standard deviation (input units)"
+                      + (", RGB channels pooled" if run.layers.rgb else ""))
+        hist_md = dict(md, quantity="snapshots along the first axis")
+        run.layers.set_metadata(md, std_md, hist_md)
+
+    @staticmethod
+    def _progress_text(run: _Run, update: Update) -> str:
+        snap = update.snapshot
+        elapsed = time.perf_counter() - run.started
+        per_step = snap.elapsed / max(snap.step, 1)
+        remaining = (snap.max_steps - snap.step) + (update.n_frames - update.frame - 1) * \
+            snap.max_steps
+        left = format_seconds(per_step * remaining)
+        bound = "at most " if (snap.info.config.auto_stop and run.method == "dip") else "about "
+        piece = f"piece {update.frame + 1}/{update.n_frames} \u00b7 " if update.n_frames > 1 else ""
+        extra = ""
+        if run.method == "sgld":
+            extra = f" \u00b7 {snap.samples} samples" if snap.samples else " \u00b7 burn-in"
+        return (f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}' "
+                f"({snap.info.device})\n"
+                f"{piece}step {snap.step}/{snap.max_steps} \u00b7 loss {snap.loss:.2e}{extra}\n"
+                f"{format_seconds(elapsed)} elapsed \u00b7 {bound}{left} left")
+
+    def _set_status(self, text: str) -> None:
+        try:
+            self.status.value = text
+        except RuntimeError:  # the widget is gone (viewer closed)
+            pass
+
+
+def _sentence(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def _align_top_left() -> Any:
+    from qtpy.QtCore import Qt
+
+    return Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop
+
+
+__all__ = ["DIPWidget", "format_seconds"]

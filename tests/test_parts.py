@@ -1,0 +1,120 @@
+"""The engine's building blocks against reference implementations."""
+
+import numpy as np
+import torch
+
+from napari_dip.core.config import DIPConfig
+from napari_dip.core.nets import SkipNet, count_parameters
+from napari_dip.core.optim import Backtracker, FlatAdam
+from napari_dip.core.stats import RunningMoments
+from napari_dip.core.stopping import WindowedVariance
+
+
+def test_skip_net_matches_paper_parameter_count():
+    assert count_parameters(SkipNet(DIPConfig(), out_channels=3)) == 2_217_831
+
+
+def test_skip_net_shapes_2d_3d():
+    cfg = DIPConfig(width=4, scales=2, skip_channels=1, input_channels=3)
+    out = SkipNet(cfg, 2)(torch.rand(1, 3, 8, 16))
+    assert out.shape == (1, 2, 8, 16) and 0 < out.min() and out.max() < 1
+    out = SkipNet(cfg, 1, nd=3)(torch.rand(1, 3, 8, 8, 8))
+    assert out.shape == (1, 1, 8, 8, 8)
+    cfg = DIPConfig(width=4, scales=2, skip_channels=0, input_channels=3, upsample="nearest",
+                    padding="zeros", norm="none")
+    assert SkipNet(cfg, 1)(torch.rand(1, 3, 8, 8)).shape == (1, 1, 8, 8)
+
+
+def _twin_nets():
+    # no normalisation: conv biases before BatchNorm get gradients that are pure rounding
+    # noise, which Adam amplifies to +-lr, so they cannot be compared between two programs
+    cfg = DIPConfig(width=4, scales=2, skip_channels=1, input_channels=3, norm="none")
+    torch.manual_seed(0)
+    a = SkipNet(cfg, 1)
+    b = SkipNet(cfg, 1)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def test_flat_adam_equals_torch_adam():
+    a, b = _twin_nets()
+    z, y = torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8)
+    flat = FlatAdam(a, lr=0.01, weight_decay=1e-3)
+    ref = torch.optim.Adam(b.parameters(), lr=0.01, weight_decay=1e-3)
+    for _ in range(5):
+        flat.backward(((a(z) - y) ** 2).mean())
+        flat.step()
+        ref.zero_grad()
+        ((b(z) - y) ** 2).mean().backward()
+        ref.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+    # parameters really are views of the flat buffer
+    assert all(p.untyped_storage().data_ptr() == flat.data.untyped_storage().data_ptr()
+               for p in a.parameters())
+
+
+def test_langevin_noise_only_on_conv_weights():
+    a, _ = _twin_nets()
+    flat = FlatAdam(a, lr=0.01)
+    before = {n: p.detach().clone() for n, p in a.named_parameters()}
+    flat.add_langevin_noise(2.0, torch.Generator().manual_seed(0))
+    for n, p in a.named_parameters():
+        changed = not torch.equal(before[n], p)
+        assert changed == (p.dim() == 4), n
+    diffs = torch.cat([(p - before[n]).flatten() for n, p in a.named_parameters() if p.dim() == 4])
+    assert abs(float(diffs.detach().std()) - 0.02) < 0.002  # N(0, (2 lr)^2)
+
+
+def test_backtracking_restores_weights_and_adam_state():
+    a, _ = _twin_nets()
+    z, y = torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8)
+    opt = FlatAdam(a, lr=0.01)
+    bt = Backtracker(opt, db=5.0)
+    loss = ((a(z) - y) ** 2).mean()
+    bt.check(loss)
+    opt.backward(loss)
+    opt.step()
+    bt.undo_if_bad()
+    before2 = [t.clone() for t in opt.state_tensors()]  # weights that give step 2's loss
+    loss = ((a(z) - y) ** 2).mean()
+    assert not bool(bt.check(loss))  # similar loss: a good step
+    opt.backward(loss)
+    opt.step()
+    bt.undo_if_bad()
+    # a loss far worse (> 5 dB) than the last good one: the weights that produced it and
+    # the update computed from it are discarded; weights and Adam moments return exactly
+    # to those of the last good step
+    loss = ((a(z) - y) ** 2).mean() * 10.0
+    before3 = [t.clone() for t in opt.state_tensors()]
+    assert bool(bt.check(loss))
+    opt.backward(loss)
+    opt.step()
+    bt.undo_if_bad()
+    for s, live in zip(before2, opt.state_tensors()):
+        assert torch.equal(s, live)
+    assert not any(torch.equal(b3, live) for b3, live in zip(before3, opt.state_tensors()))
+
+
+def test_running_moments_equal_torch_var():
+    xs = torch.randn(37, 3, 5, 4) * 3 + 10
+    m = RunningMoments()
+    for x in xs:
+        m.add(x)
+    torch.testing.assert_close(m.mean, xs.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(m.variance, xs.var(0), rtol=1e-4, atol=1e-4)
+
+
+def test_windowed_variance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    outs = torch.from_numpy(rng.normal(size=(60, 2, 6, 6)).astype(np.float32))
+    outs *= torch.linspace(2, 0.1, 60).view(-1, 1, 1, 1)  # variance falls, then stays
+    wv = WindowedVariance(outs[0], window=10, warmup=0)
+    for i, o in enumerate(outs):
+        wv.update(i, o, o)
+        if i >= 9:
+            win = outs[i - 9:i + 1]
+            brute = ((win - win.mean(0)) ** 2).sum() / (10 * o.numel())
+            torch.testing.assert_close(wv.last_value, brute, rtol=1e-4, atol=1e-6)
+    assert int(wv.best_step) == 59
+    assert torch.equal(wv.best_estimate, outs[59])

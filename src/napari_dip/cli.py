@@ -416,7 +416,7 @@ def _find_mask(settings: Settings, job: Job) -> tuple[np.ndarray | None, dict | 
         else:
             raise ValueError(f"no mask for it in {settings.mask_path} (expected "
                              f"{job.stem}.tif, {job.stem}.png, {job.stem}_mask.tif, ...)")
-    return mf.data, {"file": str(mf.path), "sha256": mf.sha256}
+    return mf.data, {"file": str(mf.path.resolve()), "sha256": mf.sha256}
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,11 @@ class _Run:
     cancelled: str | None = None  # why the run was abandoned (input removed, closed)
     failure: Failure | None = None
     finished: bool = False
+    # napari's progress bar and notifications process Qt events, so a slot can run inside
+    # another: updates are queued and handled in order, and the end waits for them
+    pending: deque = field(default_factory=deque)
+    draining: bool = False
+    finish_pending: bool = False
 
 
 class DIPWidget(Container):
@@ -473,27 +479,41 @@ class DIPWidget(Container):
     # -- worker slots (main thread) --------------------------------------------------------
     def _on_yielded(self, update: Update) -> None:
         run = self._run
-        if run is None or run.cancelled:
+        if run is None or run.cancelled or run.finished:
             return
+        run.pending.append(update)
+        self._drain(run)
+
+    def _drain(self, run: _Run) -> None:
+        if run.draining:
+            return
+        run.draining = True
+        try:
+            while run.pending and not run.cancelled:
+                self._show(run, run.pending.popleft())
+        finally:
+            run.draining = False
+        if run.finish_pending:
+            self._finish(run)
+
+    def _show(self, run: _Run, update: Update) -> None:
         snap = update.snapshot
         run.last = update
         try:
             run.layers.show(update.frame, snap.image, snap.variance, snap.step)
-        except Exception as exc:  # noqa: BLE001 - a layer problem must not kill the run
+        except Exception as exc:  # noqa: BLE001 - a layer problem must not kill the viewer
             log.exception("napari-dip: could not update the layers")
-            show_error(f"Deep Image Prior: could not update the layers: {exc}")
             self._cancel(f"the layers could not be updated ({exc})")
+            show_error(f"Deep Image Prior: could not update the layers: {exc}")
             return
         run.frames[update.frame] = self._frame_record(run, update)
-        if snap.done:
-            run.frames[update.frame]["stop_reason"] = snap.stop_reason
         self._store_metadata(run)
-        done_steps = update.frame * snap.max_steps + (snap.max_steps if snap.done else snap.step)
+        self._set_status(self._progress_text(run, update))
         if run.pbar is not None:
-            run.pbar.update(max(0, done_steps - run.pbar.n))
+            done = update.frame * snap.max_steps + (snap.max_steps if snap.done else snap.step)
             run.pbar.set_description(
                 f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}': loss {snap.loss:.2e}")
-        self._set_status(self._progress_text(run, update))
+            run.pbar.update(max(0, done - run.pbar.n))
 
     def _on_returned(self, value: Any) -> None:
         if self._run is not None and isinstance(value, Failure):
@@ -507,8 +527,16 @@ class DIPWidget(Container):
         run = self._run
         if run is None:
             return
+        run.finish_pending = True
+        if not run.draining:
+            self._finish(run)
+
+    def _finish(self, run: _Run) -> None:
+        if run.finished:
+            return
         run.finished = True
-        self._run = None
+        if self._run is run:
+            self._run = None
         # free the engine (and device memory) whatever happened; a no-op when it ended
         for gen in (run.steps, run.first):
             try:

@@ -39,6 +39,7 @@ class RunInfo:
     channel_axis: int | None
     padded_shape: tuple[int, ...]
     parameters: int
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -151,9 +152,9 @@ def run(
     denom = float(weight_np.sum() * (channels if weight_np.shape[0] == 1 else 1)) if (
         weight_np is not None) else float(target.numel())
 
-    opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   schedule=(cfg.steps, cfg.lr_final))
     use_bf16 = cfg.precision == "bfloat16" and device.type == "cuda"
-    ema = None
     moments = RunningMoments() if sgld else None
     stopper = None
     if cfg.auto_stop and not sgld:
@@ -161,9 +162,51 @@ def run(
     backtrack = Backtracker(opt, cfg.backtrack_db) if cfg.backtrack_db > 0 else None
     losses = torch.zeros(cfg.snapshot_every, device=device)
     noise = torch.empty_like(z)
+    out_now = torch.zeros_like(target)
+    loss_now = torch.zeros((), device=device)
+    ema = torch.zeros_like(target) if cfg.ema > 0 else None
     last_snapshot_step = 0
     step = 0
     stop_reason = None
+
+    def core_step() -> None:
+        """One optimisation step on static tensors only (so it can be graph-captured)."""
+        if cfg.jitter > 0:
+            if noise.device == gen.device:
+                noise.normal_(generator=gen)
+            else:
+                noise.copy_(torch.randn(noise.shape, generator=gen))
+            z_in = z + noise * cfg.jitter
+        else:
+            z_in = z
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,
+                            cache_enabled=False):
+            out = net(z_in)
+        out = out.float()
+        diff = out - target
+        loss = (diff.square() * weight).sum() / denom if weight is not None else diff.square().mean()
+        loss_now.copy_(loss.detach())
+        if backtrack is not None:
+            backtrack.check(loss)
+        opt.backward(loss)
+        opt.step()
+        if backtrack is not None:
+            backtrack.undo_if_bad()
+        if sgld and cfg.noise_scale > 0:
+            opt.add_langevin_noise(cfg.noise_scale, gen)
+        out_now.copy_(out.detach())
+        if ema is not None:
+            t = opt.step_count  # steps done, counting this one
+            decay = torch.clamp(t / (9.0 + t), max=cfg.ema) if cfg.ema_warmup else (
+                torch.full_like(t, cfg.ema))
+            decay = torch.where(t <= 1.0, torch.zeros_like(decay), decay)  # first: the output
+            new = torch.lerp(ema, out_now, 1.0 - decay)
+            ema.copy_(torch.where(backtrack.bad, ema, new) if backtrack is not None else new)
+
+    graph = None
+    capture = cfg.capture and device.type == "cuda" and gen.device.type == "cuda"
+    side = torch.cuda.Stream() if capture else None
+    info.notes.append("CUDA graph: " + ("pending" if capture else "off"))
 
     def to_user(t: torch.Tensor) -> np.ndarray:
         arr = t[0][crop].float().cpu().numpy()
@@ -201,42 +244,21 @@ def run(
         return ema if ema is not None else out
 
     try:
-        out = None
         for i in range(cfg.steps):
-            if cfg.lr_final < 1.0:
-                opt.set_lr(opt.cosine_lr(i, cfg.steps, cfg.lr_final))
-            if cfg.jitter > 0:
-                noise.normal_(generator=gen) if noise.device == gen.device else noise.copy_(
-                    torch.randn(noise.shape, generator=gen))
-                z_in = z + noise * cfg.jitter
+            if graph is not None:
+                graph.replay()
+            elif side is not None and i < 3:  # warm-up for the capture, on a side stream
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    core_step()
+                torch.cuda.current_stream().wait_stream(side)
             else:
-                z_in = z
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                out = net(z_in)
-            out = out.float()
-            diff = out - target
-            if weight is not None:
-                loss = (diff.square() * weight).sum() / denom
-            else:
-                loss = diff.square().mean()
-            losses[i - last_snapshot_step] = loss.detach()
-            if backtrack is not None:
-                bad = backtrack.check(loss)
-            opt.backward(loss)
-            opt.step()
-            if backtrack is not None:
-                backtrack.undo_if_bad()
-            if sgld and cfg.noise_scale > 0:
-                opt.add_langevin_noise(cfg.noise_scale, gen)
-            o = out.detach()
-            if cfg.ema > 0:
-                decay = min(cfg.ema, (1.0 + i) / (10.0 + i)) if cfg.ema_warmup else cfg.ema
-                if ema is None:
-                    ema = o.clone()
-                elif backtrack is not None:
-                    ema = torch.where(bad, ema, torch.lerp(ema, o, 1.0 - decay))
-                else:
-                    ema.lerp_(o, 1.0 - decay)
+                core_step()
+            if side is not None and graph is None and i == 2:
+                graph = _capture(core_step, gen, info)
+                side = None if graph is None else side
+            losses[i - last_snapshot_step] = loss_now
+            o = out_now
             if sgld and i >= cfg.burn_in and (i - cfg.burn_in) % cfg.thinning == 0:
                 moments.add(o)
             if stopper is not None:
@@ -262,16 +284,34 @@ def run(
                     stop_reason = (f"reached the maximum of {cfg.steps} steps; estimate of step "
                                    f"{best + 1} (minimum of the windowed output variance)")
             else:
-                final = current_estimate(out.detach())
+                final = current_estimate(out_now)
                 stop_reason = (f"reached the maximum of {cfg.steps} steps before the stop rule "
                                f"could start (window {cfg.stop_window}, warm-up "
                                f"{cfg.stop_warmup}); last estimate")
         else:
-            final = current_estimate(out.detach())
+            final = current_estimate(out_now)
             what = "posterior mean of %d samples" % moments.count if sgld else (
                 "moving average" if cfg.ema > 0 else "last output")
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
         yield snapshot(True, final, stop_reason)
     finally:
-        del net, opt, z, target, weight, ema, moments, stopper, out, backtrack
+        del net, opt, z, target, weight, ema, moments, stopper, backtrack, graph, out_now
         release(device)
+
+
+def _capture(step_fn, gen: torch.Generator, info: RunInfo):
+    """Capture one optimisation step in a CUDA graph; None (eager steps) if that fails."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        if hasattr(graph, "register_generator_state"):
+            graph.register_generator_state(gen)
+        elif gen is not torch.cuda.default_generators[gen.device.index or 0]:
+            raise RuntimeError("this PyTorch cannot capture a custom generator")
+        with torch.cuda.graph(graph):
+            step_fn()
+        info.notes[-1] = "CUDA graph: captured"
+        return graph
+    except Exception as exc:  # noqa: BLE001 - fall back to eager steps, and say why
+        torch.cuda.synchronize()
+        info.notes[-1] = f"CUDA graph: failed ({type(exc).__name__}: {exc}); eager steps"
+        return None

@@ -24,6 +24,7 @@ class FlatAdam:
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        schedule: tuple[int, float] | None = None,
     ) -> None:
         params = [p for p in net.parameters() if p.requires_grad]
         device = params[0].device
@@ -48,19 +49,22 @@ class FlatAdam:
         self.weight_decay = weight_decay
         self.beta1, self.beta2 = betas
         self.eps = eps
+        # cosine decay from lr to lr * final_fraction over `steps`, computed on the device
+        self.schedule = schedule if schedule is not None and schedule[1] < 1.0 else None
 
     def backward(self, loss: torch.Tensor) -> None:
         """Compute the gradient of ``loss`` into the flat gradient buffer."""
         grads = torch.autograd.grad(loss, self.params)
         torch.cat([g.reshape(-1) for g in grads], out=self.grad)
 
-    def set_lr(self, value: torch.Tensor | float) -> None:
-        self.lr.copy_(torch.as_tensor(value, dtype=torch.float32))
-
     def step(self) -> None:
         g = self.grad
         if self.weight_decay:
             g = g.add(self.data, alpha=self.weight_decay)
+        if self.schedule is not None:
+            steps, final = self.schedule
+            frac = torch.clamp(self.step_count / max(steps - 1, 1), max=1.0)
+            self.lr.copy_(self.base_lr * (final + (1 - final) * 0.5 * (1 + torch.cos(math.pi * frac))))
         self.step_count.add_(1.0)
         self.exp_avg.lerp_(g, 1.0 - self.beta1)
         self.exp_avg_sq.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
@@ -78,12 +82,6 @@ class FlatAdam:
     # -- checkpoints for backtracking ---------------------------------------------------
     def state_tensors(self) -> list[torch.Tensor]:
         return [self.data, self.exp_avg, self.exp_avg_sq]
-
-    def cosine_lr(self, step: int, steps: int, final_fraction: float) -> float:
-        if final_fraction >= 1.0:
-            return self.base_lr
-        t = min(step / max(steps - 1, 1), 1.0)
-        return self.base_lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 class Backtracker:
@@ -105,10 +103,11 @@ class Backtracker:
     def check(self, loss: torch.Tensor) -> torch.Tensor:
         """Call before the update with this step's loss; returns the 'bad' flag tensor."""
         loss = loss.detach()
-        self.bad = loss > self.saved_loss * self.factor
+        # in place throughout: a captured CUDA graph replays on these very tensors
+        self.bad.copy_(loss > self.saved_loss * self.factor)
         for saved, live in zip(self.saved, self.opt.state_tensors()):
             saved.copy_(torch.where(self.bad, saved, live))
-        self.saved_loss = torch.where(self.bad, self.saved_loss, loss)
+        self.saved_loss.copy_(torch.where(self.bad, self.saved_loss, loss))
         return self.bad
 
     def undo_if_bad(self) -> None:

@@ -1,0 +1,307 @@
+"""The napari plugin with a real viewer: manifest, samples, runs from the dock widget.
+
+Runs are tiny (32 x 32 images, a net of width 8 with 2 scales, a few dozen steps) so that
+the whole file takes well under a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_dip._napari import widgets as widgets_module  # noqa: E402
+from napari_dip._napari import worker as worker_module  # noqa: E402
+from napari_dip._napari.layers import ROLE_KEY  # noqa: E402
+
+PLUGIN = "napari-dip"
+WIDGET = "Deep Image Prior"
+TIMEOUT = 60_000  # ms
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def dock(viewer):
+    """The plugin's widget, docked the way napari does it (Plugins menu)."""
+    _dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    return widget
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Notifications the widget shows, as (kind, message)."""
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(widgets_module, "show_error", lambda m: seen.append(("error", m)))
+    monkeypatch.setattr(widgets_module, "show_warning", lambda m: seen.append(("warning", m)))
+    return seen
+
+
+def tiny_image(shape=(32, 32), seed=0, dtype=np.uint8):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]]
+    base = 120 + 80 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    img = base + rng.normal(0, 20, shape)
+    return np.clip(img, 0, 255).astype(dtype)
+
+
+def configure(widget, *, method="dip", steps=20, every=5, seed=0, **extra):
+    widget.method.value = method  # resets steps and advanced fields to the preset
+    widget.preset.value = "fast"
+    widget.steps.value = steps
+    widget.net_width.value = 8
+    widget.net_scales.value = 2
+    widget.snapshot_every.value = every
+    widget.seed.value = str(seed)
+    for name, value in extra.items():
+        getattr(widget, name).value = value
+
+
+def run_to_end(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT)
+    return worker
+
+
+def start_and_wait_first_snapshot(qtbot, viewer, widget, name):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: name in viewer.layers, timeout=TIMEOUT)
+    return worker
+
+
+# -- packaging -------------------------------------------------------------------------
+def test_manifest_valid_and_contributions():
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution(PLUGIN)
+    pm.validate_imports()
+    assert [w.display_name for w in pm.contributions.widgets] == [WIDGET]
+    keys = {s.key for s in pm.contributions.sample_data}
+    assert keys == {"noisy_image", "inpainting", "noisy_volume"}
+
+
+def test_core_import_does_not_import_napari_or_qt():
+    code = ("import sys, napari_dip, napari_dip.core; "
+            "bad = [m for m in ('napari', 'qtpy', 'PyQt6', 'PyQt5', 'magicgui') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_samples_load(viewer):
+    viewer.open_sample(PLUGIN, "noisy_image")
+    viewer.open_sample(PLUGIN, "inpainting")
+    viewer.open_sample(PLUGIN, "noisy_volume")
+    kinds = [(layer.name, type(layer).__name__, layer.data.shape) for layer in viewer.layers]
+    assert kinds == [
+        ("noisy camera", "Image", (256, 256)),
+        ("damaged camera", "Image", (256, 256)),
+        ("missing pixels", "Labels", (256, 256)),
+        ("noisy volume", "Image", (32, 64, 64)),
+    ]
+    assert viewer.layers["missing pixels"].data.max() == 1
+
+
+# -- the widget ------------------------------------------------------------------------
+def test_widget_defaults_follow_selection_and_method(viewer, dock):
+    a = viewer.add_image(tiny_image(), name="a")
+    b = viewer.add_image(tiny_image(seed=1), name="b")
+    viewer.layers.selection.active = a
+    assert dock.image_layer.value is a or dock.image_layer.value == a
+    viewer.layers.selection.active = b
+    assert dock.image_layer.value == b
+    assert dock.mask_layer.value is None
+    assert "missing" in dock.mask_hint.value and "filled" in dock.mask_hint.value
+    assert dock.device.current_choice.startswith("auto \u2192 ")
+    assert dock.advanced.native.isHidden()  # folded away until asked for
+    dock.show_advanced.value = True
+    assert not dock.advanced.native.isHidden()
+    dock.method.value = "sgld"
+    assert not dock.auto_stop.enabled and not dock.auto_stop.value
+    assert dock.run_options()["auto_stop"] is None
+    dock.method.value = "dip"
+    assert dock.auto_stop.enabled and dock.auto_stop.value
+    rgb = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="rgb", rgb=True)
+    dock.image_layer.value = rgb
+    assert dock.channels.value == -1 and not dock.channels.enabled
+
+
+def test_dip_run_to_the_end(qtbot, viewer, dock):
+    data = tiny_image()
+    before = data.copy()
+    src = viewer.add_image(data, name="tiny", scale=(0.5, 2.0), translate=(3.0, -1.0))
+    configure(dock, steps=20, every=5)
+    run_to_end(qtbot, dock)
+
+    np.testing.assert_array_equal(src.data, before)  # the input is never modified
+    res = viewer.layers["tiny [DIP]"]
+    assert res.data.shape == (32, 32) and res.data.dtype == np.uint8
+    np.testing.assert_allclose(res.scale, src.scale)
+    np.testing.assert_allclose(res.translate, src.translate)
+    md = res.metadata
+    assert md[ROLE_KEY] == "result"
+    assert md["method"] == "dip" and md["seed"] == 0 and md["steps"] == 20
+    assert md["config"]["width"] == 8 and md["config"]["scales"] == 2
+    assert md["config"]["steps"] == 20 and md["config"]["snapshot_every"] == 5
+    assert md["device"] == "cpu" or md["device"].startswith(("cuda", "mps"))
+    assert "20 steps" in md["stop_reason"]
+    assert {"napari-dip", "torch", "numpy", "napari"} <= set(md["versions"])
+    assert md["source_layer"] == "tiny" and md["mask_layer"] is None
+    assert dock.status.value.startswith("Done")
+    assert not dock.stop_button.enabled
+    assert "tiny [SGLD std]" not in viewer.layers
+
+
+def test_sgld_run_uncertainty_and_history(qtbot, viewer, dock):
+    viewer.add_image(tiny_image().astype(np.float32) / 255, name="f")
+    configure(dock, method="sgld", steps=20, every=5, burn_in=5, thinning=2,
+              keep_history=True)
+    run_to_end(qtbot, dock)
+
+    res = viewer.layers["f [SGLD]"]
+    std = viewer.layers["f [SGLD std]"]
+    hist = viewer.layers["f [SGLD] history"]
+    assert res.data.shape == (32, 32) and res.data.dtype == np.float32
+    assert std.data.shape == (32, 32) and std.data.dtype == np.float32
+    assert np.all(std.data >= 0) and std.data.max() > 0
+    assert std.colormap.name in ("magma", "inferno")
+    assert hist.data.shape == (4, 32, 32)
+    assert hist.metadata["history_steps"] == [5, 10, 15, 20]
+    for layer, role in ((res, "result"), (std, "std"), (hist, "history")):
+        md = layer.metadata
+        assert md[ROLE_KEY] == role
+        assert md["method"] == "sgld" and md["config"]["burn_in"] == 5
+        assert md["config"]["thinning"] == 2 and md["steps"] == 20
+        assert md["samples"] == 8 and "posterior mean" in md["stop_reason"]
+    # the uncertainty sits below the result, which stays in view
+    names = [x.name for x in viewer.layers]
+    assert names.index("f [SGLD std]") < names.index("f [SGLD]")
+
+
+def test_stop_keeps_latest_estimate_and_closes_engine(qtbot, viewer, dock, monkeypatch):
+    engines = []
+    real_iterate = worker_module.iterate
+
+    def recording_iterate(*args, **kwargs):
+        gen = real_iterate(*args, **kwargs)
+        engines.append(gen)
+        return gen
+
+    monkeypatch.setattr(worker_module, "iterate", recording_iterate)
+    viewer.add_image(tiny_image(), name="long")
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    start_and_wait_first_snapshot(qtbot, viewer, dock, "long [DIP]")
+    assert dock.stop_button.enabled
+    dock.stop_button.native.click()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+
+    md = viewer.layers["long [DIP]"].metadata
+    assert md["stop_reason"].startswith("stopped by the user at step")
+    assert 5 <= md["steps"] < 5000 and md["steps"] % 5 == 0
+    assert dock.status.value.startswith("Stopped at step")
+    assert len(engines) == 1 and engines[0].gi_frame is None  # closed: memory freed
+
+
+def test_mask_from_labels_layer(qtbot, viewer, dock):
+    data = tiny_image()
+    before = data.copy()
+    viewer.add_image(data, name="holes")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:18, 12:20] = 1
+    labels = viewer.add_labels(mask, name="paint")
+    viewer.layers.selection.active = viewer.layers["holes"]
+    dock.mask_layer.value = labels
+    configure(dock, steps=10, every=5, keep_known=True)
+    run_to_end(qtbot, dock)
+
+    res = viewer.layers["holes [DIP]"]
+    assert res.metadata["mask_layer"] == "paint"
+    known = mask == 0
+    np.testing.assert_array_equal(res.data[known], before[known])  # keep_known
+    np.testing.assert_array_equal(viewer.layers["holes"].data, before)
+    np.testing.assert_array_equal(labels.data, mask)
+
+
+def test_rgb_and_frames(qtbot, viewer, dock):
+    rgb = np.stack([tiny_image(seed=s) for s in range(3)], axis=-1)
+    viewer.add_image(rgb, name="colour", rgb=True)
+    configure(dock, steps=10, every=5)
+    assert dock.channels.value == -1
+    run_to_end(qtbot, dock)
+    res = viewer.layers["colour [DIP]"]
+    assert res.rgb and res.data.shape == (32, 32, 3) and res.data.dtype == np.uint8
+    assert res.metadata["channel_axis"] == 2
+
+    stack = np.stack([tiny_image(seed=s) for s in range(2)]).astype(np.float32)
+    src = viewer.add_image(stack, name="movie", scale=(2.0, 1.0, 1.0))
+    dock.image_layer.value = src
+    dock.mode.value = "frames"
+    assert not dock.keep_history.enabled
+    configure(dock, steps=10, every=5)
+    run_to_end(qtbot, dock)
+    res = viewer.layers["movie [DIP]"]
+    assert res.data.shape == (2, 32, 32) and res.data.dtype == np.float32
+    np.testing.assert_allclose(res.scale, (2.0, 1.0, 1.0))
+    md = res.metadata
+    assert md["n_frames"] == 2 and md["frames_done"] == 2 and md["mode"] == "frames"
+    assert [f["position"] for f in md["frames"]] == [[0], [1]]
+    assert md["steps"] == 20 and md["input_shape"] == [2, 32, 32]
+    assert all(np.any(res.data[k] != 0) for k in range(2))
+
+
+def test_second_run_is_refused_while_one_goes(qtbot, viewer, dock, notes):
+    viewer.add_image(tiny_image(), name="busy")
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    first = dock.run()
+    assert first is not None
+    assert dock.run() is None
+    assert notes and notes[-1][0] == "warning" and "still going" in notes[-1][1]
+    dock.stop()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+
+
+def test_removing_the_input_stops_the_run(qtbot, viewer, dock):
+    viewer.add_image(tiny_image(), name="gone")
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    start_and_wait_first_snapshot(qtbot, viewer, dock, "gone [DIP]")
+    viewer.layers.remove("gone")
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+    assert "removed" in dock.status.value
+    assert dock.last_worker.abort_requested
+
+
+def test_errors_reach_the_user(viewer, dock, notes):
+    viewer.add_image(np.zeros((3, 3), np.uint8), name="speck")
+    assert dock.run() is None
+    assert notes[-1][0] == "error" and "at least 4 pixels" in notes[-1][1]
+
+    viewer.add_image(tiny_image(), name="ok")
+    configure(dock, method="sgld", steps=10, burn_in=20)
+    assert dock.run() is None
+    assert notes[-1][0] == "error" and "burn_in" in notes[-1][1]
+    dock.seed.value = "abc"
+    assert dock.run() is None
+    assert "seed" in notes[-1][1]
+    assert not dock.running and "ok [SGLD]" not in viewer.layers
+
+
+def test_closing_the_viewer_stops_the_run(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dw, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    viewer.add_image(tiny_image(), name="bye")
+    configure(widget, steps=5000, every=5, auto_stop=False)
+    start_and_wait_first_snapshot(qtbot, viewer, widget, "bye [DIP]")
+    worker = widget.last_worker
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
+    assert worker.abort_requested

@@ -90,7 +90,12 @@ def original_loop(noisy, clean, dev, steps, warmup):
 
 def engine_step_time(noisy, dev, cfg, steps, channel_axis):
     """ms per step of the engine, timed between two snapshots (after warm-up)."""
-    cfg = cfg.replace(snapshot_every=steps, auto_stop=False, steps=3 * steps)
+    changes = dict(snapshot_every=steps, steps=3 * steps)
+    if cfg.method == "sgld":
+        changes["burn_in"] = 0  # time the sampling phase
+    else:
+        changes["auto_stop"] = False
+    cfg = cfg.replace(**changes)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     gen = napari_dip.iterate(noisy, config=cfg, device=dev, seed=0, channel_axis=channel_axis)
@@ -118,6 +123,8 @@ def main(argv=None):
     ap.add_argument("--presets", default="fast,balanced,quality")
     ap.add_argument("--methods", default="dip,sgld")
     ap.add_argument("--full-runs", action="store_true", help="also run presets to the end")
+    ap.add_argument("--skip-full", default="sgld:quality,dip:quality",
+                    help="method:preset pairs not to run to the end (comma-separated)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -126,29 +133,41 @@ def main(argv=None):
     noisy, clean = test_image(args.size, args.rgb, args.sigma)
     ca = -1 if args.rgb else None
     rows = []
+    print(f"device: {device_name(dev)}; image {args.size}x{args.size}{'x3' if args.rgb else ''}, "
+          f"sigma {args.sigma}; torch {torch.__version__}; noisy PSNR {psnr(noisy, clean):.2f} dB")
     base = original_loop(noisy, clean, dev, args.steps, warmup=5)
     rows.append(dict(name="original loop (paper net, host copies + 3 PSNR/step)",
                      ms_per_step=base, ratio=1.0))
-    variants = [("engine, paper config, float32", DIPConfig())]
+    variants = [("engine, paper config, float32", DIPConfig(capture=False))]
     if dev.type == "cuda":
-        variants.append(("engine, paper config, bfloat16", DIPConfig(precision="bfloat16")))
+        variants += [
+            ("engine, paper config, float32, CUDA graph", DIPConfig()),
+            ("engine, paper config, bfloat16, CUDA graph", DIPConfig(precision="bfloat16")),
+        ]
     for name, cfg in variants:
         ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
-        rows.append(dict(name=name, ms_per_step=ms, peak_gib=peak, ratio=base / ms))
+        row = dict(name=name, ms_per_step=ms, peak_gib=peak, ratio=base / ms)
+        if args.full_runs and dev.type == "cuda":
+            secs, res = full_run(noisy, clean, dev, cfg, ca)
+            row.update(seconds=secs, steps=res.steps, psnr=res.psnr, notes=res.info.notes)
+        rows.append(row)
+        print(row, flush=True)
     for method in args.methods.split(","):
         for preset in args.presets.split(","):
             cfg = make_config(method, preset)
             ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
             row = dict(name=f"preset {preset} ({method})", ms_per_step=ms, peak_gib=peak,
                        ratio=base / ms)
-            if args.full_runs:
+            if args.full_runs and f"{method}:{preset}" not in args.skip_full.split(","):
                 secs, res = full_run(noisy, clean, dev, cfg, ca)
                 row.update(seconds=secs, steps=res.steps, psnr=res.psnr,
                            noisy_psnr=psnr(noisy, clean))
             rows.append(row)
+            print(row, flush=True)
 
     print(f"\ndevice: {device_name(dev)}; image {args.size}x{args.size}{'x3' if args.rgb else ''}, "
           f"sigma {args.sigma}; torch {torch.__version__}")
+    print(f"noisy input PSNR {psnr(noisy, clean):.2f} dB")
     print(f"{'run':58s} {'ms/step':>9s} {'x orig':>7s} {'peak GiB':>9s} {'s total':>8s} "
           f"{'steps':>6s} {'PSNR':>6s}")
     for r in rows:

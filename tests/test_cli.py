@@ -116,6 +116,19 @@ def test_config_sidecar_reproduces_bit_for_bit(folder, tmp_path):
     one, two = json.loads(side.read_text()), json.loads((again / "a_dip.json").read_text())
     assert one["seed"] == two["seed"] and one["config"] == two["config"]
     assert two["config"]["lr"] == 0.03
+    # the same from Python: config and seed of the sidecar repeat the run
+    import torch
+
+    import napari_dip
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the command above (--threads 1)
+    try:
+        result = napari_dip.restore(read_image(folder / "a.png").data, config=one["config"],
+                                    seed=one["seed"], device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(result.image, read_image(first / "a_dip.png").data)
     # a plain configuration file works too; --seed then makes it repeatable
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({k: v for k, v in one["config"].items()}))

@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--mask", metavar="PATH",
                      help="inpainting mask, nonzero on the pixels to fill: one image for all "
                           "inputs, or a folder holding one mask per input with the input's name")
-    img.add_argument("--keep-known", action="store_true", default=None,
-                     help="with --mask: copy the known pixels into the result unchanged")
+    img.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=None,
+                     help="with --mask: copy the known pixels into the result unchanged "
+                          "(default: off, they are denoised too)")
     img.add_argument("--channel-axis", type=_channel_axis, default=None, metavar="AXIS",
                      help="auto (default: RGB and TIFF C/S axes are channels), none, or the "
                           "axis number of the channels")

@@ -172,7 +172,7 @@ def run(
     def core_step() -> None:
         """One optimisation step on static tensors only (so it can be graph-captured)."""
         if cfg.jitter > 0:
-            if noise.device == gen.device:
+            if noise.device.type == gen.device.type:
                 noise.normal_(generator=gen)
             else:
                 noise.copy_(torch.randn(noise.shape, generator=gen))

@@ -19,8 +19,9 @@ import tifffile
 from napari_dip.cli import main
 from napari_dip.io import read_image
 
+# tiny and on the CPU, where a seed repeats a run bit for bit
 FAST = ["--preset", "fast", "--steps", "10", "--option", "width=8", "--option", "scales=2",
-        "--threads", "1"]
+        "--threads", "1", "--device", "cpu"]
 
 
 def _png(path, data):
@@ -111,7 +112,8 @@ def test_config_sidecar_reproduces_bit_for_bit(folder, tmp_path):
     # no --seed: the drawn seed is saved in the sidecar and reused from it
     assert main([image, "-o", str(first), *FAST, "--option", "lr=0.03", "-q"]) == 0
     side = first / "a_dip.json"
-    assert main([image, "-o", str(again), "--config", str(side), "--threads", "1", "-q"]) == 0
+    assert main([image, "-o", str(again), "--config", str(side), "--threads", "1", "-q",
+                 "--device", "cpu"]) == 0
     assert (first / "a_dip.png").read_bytes() == (again / "a_dip.png").read_bytes()
     one, two = json.loads(side.read_text()), json.loads((again / "a_dip.json").read_text())
     assert one["seed"] == two["seed"] and one["config"] == two["config"]
@@ -133,7 +135,7 @@ def test_config_sidecar_reproduces_bit_for_bit(folder, tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({k: v for k, v in one["config"].items()}))
     assert main([image, "-o", str(tmp_path / "p"), "--config", str(plain), "--seed",
-                 str(one["seed"]), "--threads", "1", "-q"]) == 0
+                 str(one["seed"]), "--threads", "1", "-q", "--device", "cpu"]) == 0
     assert (tmp_path / "p" / "a_dip.png").read_bytes() == (first / "a_dip.png").read_bytes()
 
 
@@ -152,7 +154,7 @@ def test_sgld_writes_std_map_and_repeats(folder, tmp_path):
     side = json.loads((out / "b_sgld.json").read_text())
     assert side["method"] == "sgld" and side["outputs"]["std"]["file"] == "b_sgld_std.tif"
     assert main([image, "-o", str(again), "--config", str(out / "b_sgld.json"), "-q",
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--device", "cpu"]) == 0
     for name in ("b_sgld.tif", "b_sgld_std.tif"):
         np.testing.assert_array_equal(read_image(out / name).data, read_image(again / name).data)
 
@@ -219,7 +221,8 @@ def test_multipage_tiff_frames_and_volume(tmp_path, capsys):
     # the sidecar repeats the layout too
     again = tmp_path / "again"
     assert main([str(src), "-o", str(again), "--config",
-                 str(tmp_path / "frames" / "stack_dip.json"), "-q", "--threads", "1"]) == 0
+                 str(tmp_path / "frames" / "stack_dip.json"), "-q", "--threads", "1",
+                 "--device", "cpu"]) == 0
     np.testing.assert_array_equal(read_image(again / "stack_dip.tif").data, results["frames"][1])
 
 
@@ -284,7 +287,7 @@ def test_console_script_sample(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [script, "--sample", "-o", str(out), "--preset", "fast", "--steps", "5", "--option",
-         "width=8", "--option", "scales=2", "--seed", "0", "--threads", "1"],
+         "width=8", "--option", "scales=2", "--seed", "0", "--threads", "1", "--device", "cpu"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "1 done, 0 skipped, 0 failed" in proc.stdout

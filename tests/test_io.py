@@ -170,7 +170,8 @@ def test_find_inputs(tmp_path):
     (tmp_path / "d").mkdir()
     for name in ("b.png", "a.TIF", "notes.txt", ".hidden.png", "c_dip.png"):
         (tmp_path / "d" / name).write_bytes(b"x")
-    (tmp_path / "d" / "c_dip.json").write_text(json.dumps({"outputs": {"image": {"file": "c_dip.png"}}}))
+    sidecar = {"outputs": {"image": {"file": "c_dip.png"}}}
+    (tmp_path / "d" / "c_dip.json").write_text(json.dumps(sidecar))
     files, unmatched = dio.find_inputs([tmp_path / "d"])
     assert [f.name for f in files] == ["a.TIF", "b.png"]
     assert unmatched == []

@@ -12,7 +12,9 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -728,11 +730,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(settings.threads)
+    # SIGTERM (e.g. from a batch scheduler) stops like Ctrl-C: unfinished files are removed
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _run(settings)
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         if threads is not None:
             torch.set_num_threads(threads)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -131,7 +131,8 @@ class ImageFile:
         if axes is None:
             axes = default_axes(arr.shape, channel_axis)
         if len(axes) != arr.ndim:
-            raise ValueError(f"axes: expected {arr.ndim} letters for shape {arr.shape}, got {axes!r}")
+            raise ValueError(f"axes: expected {arr.ndim} letters for shape {arr.shape}, "
+                             f"got {axes!r}")
         digest = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
         return cls(data=arr, axes=axes.upper(), format="array", sha256=digest)
 
@@ -221,15 +222,13 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, TiffInfo]:
             series = tf.series[0]
             data = series.asarray()
             axes = str(series.axes).upper()
-            page = tf.pages.first
+            page = tf.pages[0]
             info = TiffInfo()
             if tf.is_imagej and tf.imagej_metadata:
                 info.imagej = True
                 info.imagej_metadata = {k: v for k, v in tf.imagej_metadata.items()
                                         if k in _IMAGEJ_KEEP}
-            if "XResolution" in page.tags and "YResolution" in page.tags:
-                info.resolution = tuple(float(v) for v in page.resolution)
-                info.resolutionunit = int(page.resolutionunit)
+            info.resolution, info.resolutionunit = _resolution(page)
             photometric = int(page.photometric)
             info.photometric = {1: "minisblack", 0: "miniswhite", 2: "rgb"}.get(photometric,
                                                                               "minisblack")
@@ -244,6 +243,21 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, TiffInfo]:
     if len(axes) != data.ndim:  # defensive: tifffile's axes always match, but be sure
         axes = default_axes(data.shape)
     return data, axes, info
+
+
+def _resolution(page: Any) -> tuple[tuple[float, float] | None, int | None]:
+    """X/Y resolution (pixels per unit) and the unit code of a TIFF page, if tagged."""
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None, None
+
+    def ratio(value: Any) -> float:
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return float(value[0]) / float(value[1]) if value[1] else float(value[0])
+        return float(value)
+
+    unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2  # TIFF default: inch
+    return ((ratio(tags["XResolution"].value), ratio(tags["YResolution"].value)), int(unit))
 
 
 def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, str]:
@@ -414,7 +428,8 @@ def plan_layout(
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)
     if stack not in STACK_MODES:
-        raise ValueError(f"stack: expected one of {', '.join(map(repr, STACK_MODES))}, got {stack!r}")
+        raise ValueError(f"stack: expected one of {', '.join(map(repr, STACK_MODES))}, "
+                         f"got {stack!r}")
     if channel_axis is not None:
         if not -ndim <= channel_axis < ndim:
             raise ValueError(f"channel_axis: expected an axis in [{-ndim}, {ndim - 1}] for shape "
@@ -479,7 +494,10 @@ def _write_tiff(target: Path, data: np.ndarray, axes: str | None, like: ImageFil
 
     info = like.tiff if like is not None and like.tiff is not None else TiffInfo()
     if axes is None:
-        axes = like.axes if like is not None and len(like.axes) == data.ndim else default_axes(data.shape)
+        if like is not None and len(like.axes) == data.ndim:
+            axes = like.axes
+        else:
+            axes = default_axes(data.shape)
     axes = axes.upper()
     kwargs: dict[str, Any] = {}
     if info.resolution is not None:
@@ -492,7 +510,9 @@ def _write_tiff(target: Path, data: np.ndarray, axes: str | None, like: ImageFil
     photometric = "rgb" if rgb else ("miniswhite" if info.photometric == "miniswhite"
                                      else "minisblack")
     if "S" in axes:
-        planar = info.planarconfig or ("separate" if axes.index("S") < axes.index("Y") else "contig")
+        planar = info.planarconfig
+        if planar is None:
+            planar = "separate" if axes.index("S") < axes.index("Y") else "contig"
         if planar == "contig" and axes.index("S") != data.ndim - 1:
             planar = "separate"
         kwargs["planarconfig"] = planar

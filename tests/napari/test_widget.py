@@ -305,3 +305,31 @@ def test_closing_the_viewer_stops_the_run(qtbot, make_napari_viewer):
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=TIMEOUT)
     assert worker.abort_requested
+
+
+def test_errors_in_the_worker_reach_the_user(qtbot, viewer, dock, notes, monkeypatch):
+    def failing_iterate(*args, **kwargs):
+        def gen():
+            raise RuntimeError("out of memory (simulated)")
+            yield  # pragma: no cover - makes this a generator
+
+        return gen()
+
+    monkeypatch.setattr(worker_module, "iterate", failing_iterate)
+    viewer.add_image(tiny_image(), name="doomed")
+    configure(dock, steps=10)
+    run_to_end(qtbot, dock)
+    assert notes[-1][0] == "error" and "out of memory (simulated)" in notes[-1][1]
+    assert dock.status.value.startswith("Failed")
+    assert "doomed [DIP]" not in viewer.layers
+
+
+def test_sgld_burn_in_follows_steps(dock):
+    dock.method.value = "sgld"
+    dock.preset.value = "fast"  # 2000 steps, burn-in 600
+    dock.steps.value = 100
+    assert dock.burn_in.value == 30
+    assert dock.run_options()["burn_in"] == 30
+    dock.burn_in.value = 50  # the user's choice is kept
+    dock.steps.value = 200
+    assert dock.burn_in.value == 50

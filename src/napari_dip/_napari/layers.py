@@ -171,7 +171,8 @@ class RunLayers:
             extra["units"] = self.units
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         return self.viewer.add_image(
-            data, name=name, scale=_fit_len(scale, ndim, 1.0), translate=_fit_len(translate, ndim, 0.0),
+            data, name=name, scale=_fit_len(scale, ndim, 1.0),
+            translate=_fit_len(translate, ndim, 0.0),
             metadata={ROLE_KEY: role}, **extra, **kwargs,
         )
 

@@ -133,17 +133,18 @@ class DIPWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self._viewer = napari_viewer
         self._run: _Run | None = None
         self._preset_values: dict[str, Any] = {}
         self._dip_auto_stop = True
+        self._auto_burn_in: int | None = None
         self.last_worker: Any = None  # the latest run's worker (for scripts and tests)
 
         intro = Label(
-            value="Restore an image with a network fitted to it alone: denoising, or "
-                  "filling in missing pixels.",
-            label="",
+            name="intro",
+            value="Denoise an image, or fill in its missing pixels, with a network "
+                  "fitted to that image alone (Deep Image Prior).",
         )
         intro.native.setWordWrap(True)
 
@@ -156,7 +157,7 @@ class DIPWidget(Container):
             tooltip="Optional labels layer: " + MASK_HINT + " Leave at 'none' to denoise.")
         self.mask_layer.null_string = "none"
         self.mask_layer.reset_choices()
-        self.mask_hint = Label(name="mask_hint", value=MASK_HINT, label="")
+        self.mask_hint = Label(name="mask_hint", value=MASK_HINT, label=" ")
         self.mask_hint.native.setWordWrap(True)
         self.mask_hint.native.setStyleSheet("font-size: 90%; color: #9a9a9a;")
 
@@ -173,7 +174,7 @@ class DIPWidget(Container):
             name="steps", label="steps", min=1, max=1_000_000, step=100,
             tooltip="Maximum number of optimisation steps (set by the preset).")
         self.auto_stop = CheckBox(
-            name="auto_stop", text="stop automatically", value=True,
+            name="auto_stop", text="auto-stop", value=True,
             tooltip="DIP: stop when the output stops improving (windowed-variance rule)\n"
                     "and keep the best estimate. SGLD runs its full schedule.")
         self.channels = ComboBox(
@@ -191,16 +192,17 @@ class DIPWidget(Container):
             tooltip="Makes a run repeatable. Leave empty for a random seed (reported in the "
                     "result's metadata).")
         self.seed.native.setPlaceholderText("random")
+        self.seed.native.setValidator(_digits_validator(self.seed.native))
         self.device = ComboBox(
             name="device", label="device", choices=device_choices(), value="auto",
             tooltip="Where the network runs; 'auto' picks a CUDA GPU, then Apple MPS, then "
                     "the CPU.")
         self.keep_history = CheckBox(
-            name="keep_history", text="keep history (scrub with the slider)", value=False,
+            name="keep_history", text="keep snapshots (scrub with the slider)", value=False,
             tooltip="Also keep every snapshot in a '... history' layer, to step through the "
                     "optimisation with the slider.")
         self.show_advanced = CheckBox(
-            name="show_advanced", text="advanced options", value=False)
+            name="show_advanced", text="show network and optimiser settings", value=False)
 
         self.net_width = SpinBox(name="net_width", label="width", min=1, max=4096,
                                  tooltip="Channels of every layer of the network.")
@@ -231,12 +233,12 @@ class DIPWidget(Container):
         for w in (self.learning_rate, self.jitter, self.ema):
             w.native.setDecimals(4)
         self.advanced = Container(
-            name="advanced", label="", labels=True,
+            name="advanced", labels=True,
             widgets=[self.net_width, self.net_scales, self.learning_rate, self.jitter,
                      self.ema, self.burn_in, self.thinning, self.snapshot_every,
                      self.keep_known],
         )
-        self.advanced.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.advanced.native.layout().setContentsMargins(16, 0, 0, 4)
         self.advanced.visible = False
 
         self.run_button = PushButton(name="run_button", text="Run")
@@ -244,23 +246,33 @@ class DIPWidget(Container):
         self.run_button.native.setToolTip("Start the restoration in the background.")
         self.stop_button.native.setToolTip(
             "Stop after the current snapshot; the result layer keeps the latest estimate.")
-        buttons = Container(name="buttons", label="", layout="horizontal", labels=False,
+        buttons = Container(name="buttons", layout="horizontal", labels=False,
                             widgets=[self.run_button, self.stop_button])
-        buttons.native.layout().setContentsMargins(0, 4, 0, 0)
-        self.status = Label(name="status", value="Ready.", label="")
+        self.status = Label(name="status", value="Ready.")
         self.status.native.setWordWrap(True)
         self.status.native.setMinimumHeight(54)
         self.status.native.setAlignment(_align_top_left())
 
-        self.extend([
-            intro, self.image_layer, self.mask_layer, self.mask_hint, self.method, self.preset,
-            self.steps, self.auto_stop, self.channels, self.mode, self.seed, self.device,
-            self.keep_history, self.show_advanced, self.advanced, buttons, self.status,
+        form = Container(name="form", labels=True, widgets=[
+            self.image_layer, self.mask_layer, self.mask_hint, self.method, self.preset,
+            _row("steps", self.steps, self.auto_stop), self.channels, self.mode, self.seed,
+            self.device, _row("history", self.keep_history),
+            _row("advanced", self.show_advanced),
         ])
+        for c in (self, form, buttons):
+            c.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.native.layout().setContentsMargins(6, 6, 6, 6)
+        for text in (intro, self.mask_hint, self.status):
+            _fill_width(text.native)
+        self.extend([intro, form, self.advanced, buttons, self.status])
+        # one label column per form; measured once napari's style sheet applies
+        self._forms = (form, self.advanced)
+        _later(self._align_labels)
         self.native.layout().addStretch()
 
         self.method.changed.connect(self._on_method_changed)
         self.preset.changed.connect(self._apply_preset)
+        self.steps.changed.connect(self._on_steps_changed)
         self.image_layer.changed.connect(self._on_image_changed)
         self.mode.changed.connect(self._update_history_enabled)
         self.show_advanced.changed.connect(self._on_show_advanced)
@@ -271,8 +283,8 @@ class DIPWidget(Container):
         events = self._viewer.layers.events
         events.removed.connect(self._on_layer_removed)
         self._viewer.layers.selection.events.active.connect(self._on_active_layer)
-        # the widget is destroyed with the viewer's window: stop a run still going
-        self.native.destroyed.connect(lambda *_: self._cancel("the widget was closed"))
+        # closing the dock widget or the viewer destroys the widget: stop a run still going
+        self.native.destroyed.connect(self._on_destroyed)
 
         self._apply_preset()
         self._on_method_changed()
@@ -280,6 +292,37 @@ class DIPWidget(Container):
         if isinstance(active, Image):
             self._select_image(active)
         self._on_image_changed()
+
+    def _align_labels(self) -> None:
+        """Give the labels of each form one width, so that the fields line up."""
+        try:
+            self._align_label_columns()
+        except RuntimeError:  # the widget was deleted before the event loop came back
+            pass
+
+    def _align_label_columns(self) -> None:
+        from qtpy.QtWidgets import QLabel
+
+        for form in self._forms:
+            layout = form.native.layout()
+            labels = []
+            for i in range(layout.count()):
+                row = layout.itemAt(i).widget()
+                inner = row.layout() if row is not None else None
+                if inner is None or inner.count() < 2:
+                    continue
+                first = inner.itemAt(0).widget()
+                if isinstance(first, QLabel):
+                    labels.append(first)
+            if not labels:
+                continue
+            for label in labels:
+                label.ensurePolished()
+            width = max(
+                max(label.sizeHint().width(), label.fontMetrics().horizontalAdvance(label.text()))
+                for label in labels)
+            for label in labels:
+                label.setMinimumWidth(width + 4)
 
     # -- choices --------------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -289,6 +332,8 @@ class DIPWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
     def _select_image(self, layer: Any) -> None:
+        if layer not in self.image_layer.choices:
+            self.image_layer.reset_choices()
         if layer in self.image_layer.choices:
             self.image_layer.value = layer
 
@@ -335,6 +380,7 @@ class DIPWidget(Container):
     def _apply_preset(self, *_: Any) -> None:
         """Fill steps and the advanced fields with the chosen preset's values."""
         cfg = make_config(self.method.value, self.preset.value)
+        self._preset_values = {}
         self.steps.value = cfg.steps
         values = {}
         for wname, fname in ADVANCED_FIELDS.items():
@@ -344,6 +390,18 @@ class DIPWidget(Container):
             w.value = getattr(cfg, fname)
             values[wname] = w.value  # as displayed (rounded by the spin box)
         self._preset_values = values
+        self._auto_burn_in = None
+
+    def _on_steps_changed(self, steps: int) -> None:
+        """SGLD: scale an untouched burn-in with the steps, so that it stays below them."""
+        if self.method.value != "sgld" or not self._preset_values:
+            return
+        preset = make_config("sgld", self.preset.value)
+        if self.burn_in.value not in (self._preset_values.get("burn_in"), self._auto_burn_in):
+            return  # the user chose a burn-in: keep it
+        value = int(round(preset.burn_in * int(steps) / preset.steps))
+        self._auto_burn_in = min(value, max(int(steps) - 1, 0))
+        self.burn_in.value = self._auto_burn_in
 
     def _on_show_advanced(self, value: bool) -> None:
         self.advanced.visible = bool(value)
@@ -417,7 +475,9 @@ class DIPWidget(Container):
                 mask_for_frame(mask, tuple(np.shape(data)), plan, 0)  # checks the shape
             request = RunRequest(data=data, mask=mask, plan=plan, options=opts)
             first = request.engine(0)  # checks every argument now
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - bad settings or data: tell the user
+            if not isinstance(exc, (ValueError, TypeError)):
+                log.exception("napari-dip: could not start the run")
             show_error(f"Deep Image Prior: {exc}")
             self._set_status(f"Not started: {exc}")
             return None
@@ -438,7 +498,7 @@ class DIPWidget(Container):
         )
         self.stop_button.enabled = True
         self._set_status(f"Starting {_layers.METHOD_TAGS[method]} on '{source.name}'"
-                         + (f" ({n} pieces)" if n > 1 else "") + " \u2026")
+                         + (f" ({n} {_unit(self.mode.value)}s)" if n > 1 else "") + " \u2026")
         run.worker = start_worker(steps, connect={
             "yielded": self._on_yielded,
             "returned": self._on_returned,
@@ -465,6 +525,14 @@ class DIPWidget(Container):
             return
         run.cancelled = reason
         run.worker.quit()
+
+    def _on_destroyed(self, *_: Any) -> None:
+        self._cancel("the widget was closed")
+        try:
+            self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
+            self._viewer.layers.selection.events.active.disconnect(self._on_active_layer)
+        except Exception:  # noqa: BLE001 - the viewer may be half torn down already
+            pass
 
     def _on_layer_removed(self, event: Any) -> None:
         run = self._run
@@ -554,7 +622,8 @@ class DIPWidget(Container):
             msg = run.failure.message
             if run.failure.traceback:
                 log.error("napari-dip run failed:\n%s", run.failure.traceback)
-            show_error(f"Deep Image Prior failed on '{run.source.name}': {msg}")
+            if run.failure.frame >= 0:  # else napari has already shown the exception
+                show_error(f"Deep Image Prior failed on '{run.source.name}': {msg}")
             text = f"Failed: {msg}"
             if last is not None:
                 self._finalise_stopped(run, f"failed: {msg}")
@@ -563,7 +632,8 @@ class DIPWidget(Container):
                 text = "Stopped before the first snapshot: no result."
             else:
                 snap = last.snapshot
-                where = f" in piece {last.frame + 1}/{last.n_frames}" if last.n_frames > 1 else ""
+                where = (f" in {_unit(run.mode)} {last.frame + 1}/{last.n_frames}"
+                         if last.n_frames > 1 else "")
                 self._finalise_stopped(
                     run, f"stopped by the user at step {snap.step}{where}; latest estimate")
                 text = (f"Stopped at step {snap.step}{where} after {format_seconds(elapsed)}; "
@@ -571,9 +641,9 @@ class DIPWidget(Container):
         elif last is not None:
             snap = last.snapshot
             total = sum(r["steps"] for r in run.frames.values())
-            pieces = f" in {last.n_frames} pieces" if last.n_frames > 1 else ""
+            pieces = f" in {last.n_frames} {_unit(run.mode)}s" if last.n_frames > 1 else ""
             reason = snap.stop_reason if last.n_frames == 1 else \
-                f"all {last.n_frames} pieces restored"
+                f"all {last.n_frames} {_unit(run.mode)}s restored"
             text = (f"Done in {format_seconds(elapsed)}: {total} steps{pieces} on "
                     f"{snap.info.device}, seed {snap.info.seed}.\n{_sentence(reason)}")
         else:
@@ -622,9 +692,10 @@ class DIPWidget(Container):
             if rec.get("samples"):
                 md["samples"] = rec["samples"]
         else:
-            frames = [dict(run.frames[k], piece=k) for k in sorted(run.frames)]
+            frames = [dict(run.frames[k], index=k) for k in sorted(run.frames)]
             done = sum(1 for r in frames if r.get("stop_reason"))
-            reason = overall_reason or (f"all {n} pieces restored" if done == n else None)
+            reason = overall_reason or (
+                f"all {n} {_unit(run.mode)}s restored" if done == n else None)
             md = run_metadata(
                 snap.info, steps=sum(r["steps"] for r in frames), stop_reason=reason,
                 elapsed=time.perf_counter() - run.started, frames=frames,
@@ -653,7 +724,8 @@ class DIPWidget(Container):
             snap.max_steps
         left = format_seconds(per_step * remaining)
         bound = "at most " if (snap.info.config.auto_stop and run.method == "dip") else "about "
-        piece = f"piece {update.frame + 1}/{update.n_frames} \u00b7 " if update.n_frames > 1 else ""
+        piece = (f"{_unit(run.mode)} {update.frame + 1}/{update.n_frames} \u00b7 "
+                 if update.n_frames > 1 else "")
         extra = ""
         if run.method == "sgld":
             extra = f" \u00b7 {snap.samples} samples" if snap.samples else " \u00b7 burn-in"
@@ -667,6 +739,40 @@ class DIPWidget(Container):
             self.status.value = text
         except RuntimeError:  # the widget is gone (viewer closed)
             pass
+
+
+def _fill_width(label: Any) -> None:
+    """Let a word-wrapped label use the whole width of the dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(50)
+
+
+def _digits_validator(parent: Any) -> Any:
+    from qtpy.QtCore import QRegularExpression
+    from qtpy.QtGui import QRegularExpressionValidator
+
+    return QRegularExpressionValidator(QRegularExpression(r"\d{0,18}"), parent)
+
+
+def _later(func: Any) -> None:
+    """Call ``func`` once the Qt event loop is back (after the widget is docked)."""
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, func)
+
+
+def _row(label: str, *widgets: Any) -> Container:
+    """Widgets side by side on one labelled row of a form."""
+    row = Container(name=f"{label}_row", label=label, layout="horizontal", labels=False,
+                    widgets=list(widgets))
+    row.native.layout().setContentsMargins(0, 0, 0, 0)
+    return row
+
+
+def _unit(mode: str) -> str:
+    return "slice" if mode == "slices" else "frame"
 
 
 def _sentence(text: str | None) -> str:

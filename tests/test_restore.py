@@ -98,15 +98,17 @@ def test_inpainting_beats_mean_fill_and_keeps_known(camera_crop):
     np.testing.assert_allclose(res1.image, res2.image, atol=1e-6)
 
 
-def test_sgld_variance_larger_in_hole(tiny, camera_crop):
+def test_sgld_variance_larger_in_hole(camera_crop):
     img = camera_crop[:32, :32].copy()
     mask = np.zeros(img.shape, bool)
     mask[10:22, 10:22] = True
-    res = restore(img, method="sgld", mask=mask, steps=120, seed=0, device="cpu",
-                  burn_in=40, thinning=4, **tiny)
+    net = dict(width=16, scales=2, skip_channels=2, input_channels=8, snapshot_every=50)
+    res = restore(img, method="sgld", mask=mask, steps=300, seed=0, device="cpu",
+                  burn_in=100, thinning=5, **net)
     assert res.variance.shape == img.shape and res.variance.dtype == np.float32
-    assert res.variance[mask].mean() > 2 * res.variance[~mask].mean()
-    assert "posterior mean of 20 samples" in res.stop_reason
+    # nothing constrains the samples inside the hole: they disagree more there
+    assert res.variance[mask].mean() > 1.3 * res.variance[~mask].mean()
+    assert "posterior mean of 40 samples" in res.stop_reason
 
 
 def test_channel_mask_broadcast(tiny):

@@ -118,3 +118,24 @@ def test_windowed_variance_matches_brute_force():
             torch.testing.assert_close(wv.last_value, brute, rtol=1e-4, atol=1e-6)
     assert int(wv.best_step) == 59
     assert torch.equal(wv.best_estimate, outs[59])
+
+
+def test_short_axes_are_halved_less_instead_of_padded():
+    from napari_dip.core.nets import axis_levels
+
+    assert axis_levels((512, 512), 5) == (5, 5)  # the paper's net is unchanged
+    assert axis_levels((16, 64, 64), 5) == (3, 5, 5)  # a thin volume keeps its 16 planes
+    assert axis_levels((4, 100), 5) == (1, 5)
+    cfg = DIPConfig(width=4, scales=3, skip_channels=1, input_channels=2)
+    net = SkipNet(cfg, 1, nd=3, levels=(1, 3, 3))
+    assert net(torch.rand(1, 2, 4, 16, 16)).shape == (1, 1, 4, 16, 16)
+    assert count_parameters(net) == count_parameters(SkipNet(cfg, 1, nd=3))
+
+
+def test_volume_not_padded_along_z():
+    import napari_dip
+
+    vol = np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)
+    res = napari_dip.restore(vol, preset="fast", steps=2, seed=0, device="cpu", width=4,
+                             snapshot_every=1)
+    assert res.info.padded_shape == (8, 32, 32) and res.image.shape == vol.shape

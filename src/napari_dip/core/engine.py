@@ -20,7 +20,7 @@ import torch
 from . import arrays
 from .config import DIPConfig, SGLDConfig
 from .device import device_name, make_generator, release
-from .nets import SkipNet, make_input
+from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
 from .stopping import WindowedVariance
@@ -122,10 +122,11 @@ def run(
     """Run DIP or SGLD-DIP on a prepared image and yield snapshots (see :class:`Snapshot`)."""
     t0 = time.perf_counter()
     nd = prep.ndim_spatial
-    multiple = 2**cfg.scales
+    levels = axis_levels(prep.data.shape[1:], cfg.scales)
     spatial = prep.data.shape[1:]
-    # the coarsest scale needs 2 pixels per axis for its padded 3x3 convolutions
-    pads = arrays.pad_amounts(spatial, multiple, minimum=2 * multiple)
+    # every axis a multiple of 2**levels, and 2 pixels per axis at the coarsest scale
+    pads = [arrays.pad_amounts((s,), 2**v, minimum=2 ** (v + 1))[0]
+            for s, v in zip(spatial, levels)]
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
     known_np = prep.known if prep.known is not None else np.ones((1, *spatial), np.float32)
     weight_np = arrays.pad_array(known_np, pads, "zeros") if any(a or b for a, b in pads) or (
@@ -136,7 +137,7 @@ def run(
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
         torch.manual_seed(seed)
-        net = SkipNet(cfg, channels, nd=nd)
+        net = SkipNet(cfg, channels, nd=nd, levels=levels)
     net = net.to(device).train()
     info = RunInfo(
         method=cfg.method, config=cfg, seed=seed, device=device_name(device),

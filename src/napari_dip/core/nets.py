@@ -18,7 +18,7 @@ from torch import nn
 from .config import DIPConfig
 
 
-def _conv(nd: int, cin: int, cout: int, k: int, stride: int, padding: str) -> nn.Module:
+def _conv(nd: int, cin: int, cout: int, k: int, stride, padding: str) -> nn.Module:
     cls = nn.Conv2d if nd == 2 else nn.Conv3d
     mode = {"reflect": "reflect", "zeros": "zeros", "replicate": "replicate"}[padding]
     return cls(cin, cout, k, stride=stride, padding=(k - 1) // 2, padding_mode=mode, bias=True)
@@ -32,7 +32,7 @@ def _norm(nd: int, channels: int, kind: str) -> nn.Module:
     return nn.Identity()
 
 
-def _block(nd: int, cin: int, cout: int, k: int, stride: int, cfg: DIPConfig) -> nn.Sequential:
+def _block(nd: int, cin: int, cout: int, k: int, stride, cfg: DIPConfig) -> nn.Sequential:
     return nn.Sequential(
         _conv(nd, cin, cout, k, stride, cfg.padding),
         _norm(nd, cout, cfg.norm),
@@ -43,17 +43,20 @@ def _block(nd: int, cin: int, cout: int, k: int, stride: int, cfg: DIPConfig) ->
 class _Scale(nn.Module):
     """One scale of the skip net; ``inner`` is the next (coarser) scale or None."""
 
-    def __init__(self, nd: int, cin: int, cfg: DIPConfig, inner: nn.Module | None) -> None:
+    def __init__(
+        self, nd: int, cin: int, cfg: DIPConfig, inner: nn.Module | None,
+        factors: tuple[int, ...],
+    ) -> None:
         super().__init__()
         w, s = cfg.width, cfg.skip_channels
         self.skip = _block(nd, cin, s, 1, 1, cfg) if s > 0 else None
-        self.down = nn.Sequential(_block(nd, cin, w, 3, 2, cfg), _block(nd, w, w, 3, 1, cfg))
+        self.down = nn.Sequential(_block(nd, cin, w, 3, factors, cfg), _block(nd, w, w, 3, 1, cfg))
         self.inner = inner
         mode = cfg.upsample
         if mode == "bilinear" and nd == 3:
             mode = "trilinear"
         self.up = nn.Upsample(
-            scale_factor=2, mode=mode, align_corners=None if mode == "nearest" else False
+            scale_factor=tuple(float(f) for f in factors), mode=mode, align_corners=None if mode == "nearest" else False
         )
         self.post_norm = _norm(nd, s + w, cfg.norm)
         self.fuse = nn.Sequential(_block(nd, s + w, w, 3, 1, cfg), _block(nd, w, w, 1, 1, cfg))
@@ -72,21 +75,31 @@ class SkipNet(nn.Module):
     """The DIP "skip" encoder-decoder for ``nd``-dimensional images (2 or 3).
 
     Input ``(B, input_channels, *spatial)``, output ``(B, out_channels, *spatial)`` in
-    (0, 1); every spatial size must be a multiple of ``2 ** cfg.scales``.
+    (0, 1). ``levels`` gives, per spatial axis, at how many of the ``cfg.scales`` scales
+    that axis is halved (default: all); a short axis, such as the few planes of a thin
+    volume, is then halved less often instead of being padded. Every spatial size must be
+    a multiple of ``2 ** levels[axis]``.
     """
 
-    def __init__(self, cfg: DIPConfig, out_channels: int, nd: int = 2) -> None:
+    def __init__(
+        self, cfg: DIPConfig, out_channels: int, nd: int = 2,
+        levels: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         if nd not in (2, 3):
             raise ValueError(f"nd: expected 2 or 3 spatial dimensions, got {nd}")
+        levels = tuple(levels) if levels is not None else (cfg.scales,) * nd
+        if len(levels) != nd or not all(0 <= v <= cfg.scales for v in levels):
+            raise ValueError(f"levels: expected {nd} values in [0, {cfg.scales}], got {levels}")
         inner: nn.Module | None = None
         for level in reversed(range(cfg.scales)):
             cin = cfg.input_channels if level == 0 else cfg.width
-            inner = _Scale(nd, cin, cfg, inner)
+            factors = tuple(2 if level < v else 1 for v in levels)
+            inner = _Scale(nd, cin, cfg, inner, factors)
         self.body = inner
         self.head = (nn.Conv2d if nd == 2 else nn.Conv3d)(cfg.width, out_channels, 1)
         self.nd = nd
-        self.multiple = 2**cfg.scales
+        self.multiples = tuple(2**v for v in levels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.body(z)))
@@ -102,3 +115,16 @@ def make_input(
     """The fixed input code z: uniform(0, 1) * ``input_scale``, shape (1, C, *spatial)."""
     z = torch.rand((1, cfg.input_channels, *spatial), generator=generator, device="cpu")
     return (z * cfg.input_scale).to(device)
+
+
+def axis_levels(spatial: tuple[int, ...], scales: int) -> tuple[int, ...]:
+    """How many times each axis is halved: ``scales``, or fewer for a short axis, so that
+    the coarsest scale keeps at least two pixels without padding the axis beyond its size
+    rounded up to the next multiple."""
+    out = []
+    for s in spatial:
+        n = 0
+        while n < scales and s / 2 ** (n + 1) >= 2:
+            n += 1
+        out.append(max(n, 1))
+    return tuple(out)

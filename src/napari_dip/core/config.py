@@ -177,8 +177,8 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                      thinning=20, snapshot_every=50),
     },
     "fast": {
-        "dip": dict(width=32, scales=4, lr=0.02, steps=1000, ema_warmup=True, stop_window=50,
-                    stop_patience=250, stop_warmup=150, snapshot_every=25),
+        "dip": dict(width=32, scales=4, steps=1000, ema_warmup=True, stop_window=50,
+                    stop_patience=250, stop_warmup=300, snapshot_every=25),
         "sgld": dict(width=32, scales=4, steps=2000, ema_warmup=True, noise_scale=0.5,
                      burn_in=600, thinning=10,
                      snapshot_every=25),

@@ -15,23 +15,8 @@ from .core import (
     iterate,
     make_config,
     restore,
+    versions,
 )
-
-
-def versions() -> dict[str, str]:
-    """Versions of this package and of the libraries a result depends on."""
-    import platform
-
-    import numpy
-    import torch
-
-    return {
-        "napari-dip": __version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
-
 
 __all__ = [
     "DIPConfig",

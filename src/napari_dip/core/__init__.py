@@ -1,6 +1,6 @@
 """The restoration engine (no napari, Qt or magicgui imports here)."""
 
-from .api import Result, iterate, resolve_config, restore, run_metadata
+from .api import Result, iterate, resolve_config, restore, run_metadata, versions
 from .config import (
     DIPConfig,
     SGLDConfig,
@@ -26,4 +26,5 @@ __all__ = [
     "resolve_device",
     "restore",
     "run_metadata",
+    "versions",
 ]

@@ -60,9 +60,24 @@ class Result:
                             best_step=self.best_step, elapsed=self.elapsed)
 
 
-def run_metadata(info: RunInfo, **extra: Any) -> dict[str, Any]:
-    from .. import versions
+def versions() -> dict[str, str]:
+    """Versions of this package and of the libraries a result depends on."""
+    import platform
 
+    import torch
+
+    from .._version import __version__
+
+    return {
+        "napari-dip": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def run_metadata(info: RunInfo, **extra: Any) -> dict[str, Any]:
+    """Plain-JSON provenance of a run: configuration, seed, device, shapes, versions."""
     return {
         "method": info.method,
         "config": info.config.to_dict(),
@@ -160,11 +175,8 @@ def iterate(
 def restore(image: Any, **kwargs: Any) -> Result:
     """Restore an image and return the final :class:`Result` (blocking).
 
-    Takes the same arguments as :func:`iterate`. Example::
-
-        from napari_dip import restore
-        result = restore(noisy, preset="fast", seed=0)
-        clean = result.image
+    Takes the same arguments as :func:`iterate`, e.g.
+    ``restore(noisy, preset="fast", seed=0).image``.
     """
     snap = None
     losses = []

@@ -396,11 +396,12 @@ class DIPWidget(Container):
         """SGLD: scale an untouched burn-in with the steps, so that it stays below them."""
         if self.method.value != "sgld" or not self._preset_values:
             return
-        preset = make_config("sgld", self.preset.value)
         if self.burn_in.value not in (self._preset_values.get("burn_in"), self._auto_burn_in):
             return  # the user chose a burn-in: keep it
-        value = int(round(preset.burn_in * int(steps) / preset.steps))
-        self._auto_burn_in = min(value, max(int(steps) - 1, 0))
+        try:  # the engine's own rule for a preset run with another length
+            self._auto_burn_in = make_config("sgld", self.preset.value, steps=int(steps)).burn_in
+        except ValueError:  # too few steps for any burn-in; the run reports it
+            return
         self.burn_in.value = self._auto_burn_in
 
     def _on_show_advanced(self, value: bool) -> None:

@@ -173,19 +173,16 @@ def cast_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    if dtype.kind == "b":
-        return values > 0.5
     return values.astype(dtype)
 
 
-def pad_amounts(
-    spatial: tuple[int, ...], multiple: int, minimum: int = 0
-) -> list[tuple[int, int]]:
-    """Padding before/after each axis that brings it to a multiple of ``multiple`` and to
-    at least ``minimum``."""
+def pad_amounts(spatial: tuple[int, ...], levels: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Padding before/after each axis so that an axis halved ``levels[axis]`` times is a
+    multiple of ``2 ** levels[axis]`` and keeps 2 pixels at the coarsest scale (its padded
+    3x3 convolutions need them)."""
     out = []
-    for s in spatial:
-        total = max((-s) % multiple, minimum - s)
+    for s, v in zip(spatial, levels):
+        total = max((-s) % 2**v, 2 ** (v + 1) - s)
         out.append((total // 2, total - total // 2))
     return out
 

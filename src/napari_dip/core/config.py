@@ -336,6 +336,6 @@ def _check_names(cls: type, values: dict[str, Any], *, what: str) -> None:
     if unknown:
         raise TypeError(
             f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for method {cls.method if hasattr(cls, 'method') else '?'!r}; "
+            f"for method {cls.method!r}; "
             f"known: {', '.join(sorted(known))}"
         )

@@ -122,15 +122,14 @@ def run(
     """Run DIP or SGLD-DIP on a prepared image and yield snapshots (see :class:`Snapshot`)."""
     t0 = time.perf_counter()
     nd = prep.ndim_spatial
-    levels = axis_levels(prep.data.shape[1:], cfg.scales)
     spatial = prep.data.shape[1:]
-    # every axis a multiple of 2**levels, and 2 pixels per axis at the coarsest scale
-    pads = [arrays.pad_amounts((s,), 2**v, minimum=2 ** (v + 1))[0]
-            for s, v in zip(spatial, levels)]
+    levels = axis_levels(spatial, cfg.scales)
+    pads = arrays.pad_amounts(spatial, levels)
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
+    # the loss counts known pixels only: not the holes of a mask, not the padding
     known_np = prep.known if prep.known is not None else np.ones((1, *spatial), np.float32)
-    weight_np = arrays.pad_array(known_np, pads, "zeros") if any(a or b for a, b in pads) or (
-        prep.known is not None) else None
+    weight_np = arrays.pad_array(known_np, pads, "zeros")
+    weight_np = None if weight_np.all() else weight_np
     crop = (slice(None),) + arrays.crop_slices(spatial, pads)
     channels = padded.shape[0]
     sgld = isinstance(cfg, SGLDConfig)
@@ -150,8 +149,8 @@ def run(
     gen = make_generator(device, seed + 1)
     target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
     weight = None if weight_np is None else torch.from_numpy(weight_np)[None].to(device)
-    denom = float(weight_np.sum() * (channels if weight_np.shape[0] == 1 else 1)) if (
-        weight_np is not None) else float(target.numel())
+    denom = float(np.broadcast_to(weight_np, padded.shape).sum()) if weight_np is not None else (
+        float(target.numel()))
 
     opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    schedule=(cfg.steps, cfg.lr_final))
@@ -255,9 +254,9 @@ def run(
                 torch.cuda.current_stream().wait_stream(side)
             else:
                 core_step()
-            if side is not None and graph is None and i == 2:
-                graph = _capture(core_step, gen, info)
-                side = None if graph is None else side
+            if side is not None and i == 2:
+                graph = _capture(core_step, gen, info)  # None: eager steps from now on
+                side = None
             losses[i - last_snapshot_step] = loss_now
             o = out_now
             if sgld and i >= cfg.burn_in and (i - cfg.burn_in) % cfg.thinning == 0:

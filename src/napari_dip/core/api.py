@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import arrays, engine
+from . import arrays, engine, tiling
 from .config import DIPConfig, SGLDConfig, config_from_dict, make_config
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
@@ -87,6 +87,8 @@ def run_metadata(info: RunInfo, **extra: Any) -> dict[str, Any]:
         "input_dtype": info.input_dtype,
         "channel_axis": info.channel_axis,
         "parameters": info.parameters,
+        **({"tiling": info.tiles} if info.tiles else {}),
+        **({"notes": list(info.notes)} if info.notes else {}),
         **extra,
         "versions": versions(),
     }
@@ -107,6 +109,7 @@ def iterate(
     config: DIPConfig | dict | None = None,
     output_dtype: Any = None,
     keep_known: bool = False,
+    memory_budget: float | None = None,
     **options: Any,
 ) -> Iterator[Snapshot]:
     """Restore an image with DIP or SGLD-DIP, yielding a :class:`Snapshot` every
@@ -150,6 +153,11 @@ def iterate(
     keep_known : bool
         With a mask: copy the known pixels of the input into the result unchanged
         (for clean images; leave False to denoise them too).
+    memory_budget : float, optional
+        GiB the run may use on the device (default: 90 % of the free GPU memory, or half
+        of the available system memory). An image whose run would need more is restored
+        in overlapping tiles, blended without seams (see ``tile_size``); a run that runs
+        out of memory anyway starts again with smaller tiles.
     **options
         Fields of :class:`~napari_dip.core.config.DIPConfig` /
         :class:`~napari_dip.core.config.SGLDConfig` (e.g. ``width=64, lr=0.02``).
@@ -168,8 +176,11 @@ def iterate(
     prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
     dev = resolve_device(device)
     seed = resolve_seed(seed)
-    return engine.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
-                      keep_known=keep_known)
+    budget = tiling.resolve_budget(memory_budget, dev)
+    # plan now, so that an impossible budget is reported before the run starts
+    tiling.choose_tile(cfg, tuple(prep.data.shape[1:]), prep.data.shape[0], budget, dev.type)
+    return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
+                      keep_known=keep_known, memory_budget=budget / 2**30)
 
 
 def restore(image: Any, **kwargs: Any) -> Result:

@@ -29,6 +29,7 @@ class Prepared:
     dtype: np.dtype
     channel_axis: int | None
     ndim_spatial: int
+    original: np.ndarray | None = None  # the caller's array (read, never written)
 
 
 def _as_numeric_array(name: str, value: Any) -> np.ndarray:
@@ -148,6 +149,7 @@ def prepare(
         dtype=arr.dtype,
         channel_axis=channel_axis,
         ndim_spatial=len(spatial),
+        original=arr,
     )
 
 
@@ -158,6 +160,22 @@ def restore_layout(
     out = norm.astype(np.float64) * (prep.hi - prep.lo) + prep.lo
     out = out[0] if prep.channel_axis is None else np.moveaxis(out, 0, prep.channel_axis)
     return cast_to(out, prep.dtype if output_dtype is None else np.dtype(output_dtype))
+
+
+def keep_known_pixels(
+    image: np.ndarray, prep: Prepared, *, output_dtype: str | np.dtype | None = None
+) -> np.ndarray:
+    """``image`` (user layout) with the known pixels of the input copied in unchanged."""
+    if prep.known is None:
+        return image
+    kn = np.broadcast_to(prep.known, prep.data.shape) > 0
+    kn = kn[0] if prep.channel_axis is None else np.moveaxis(kn, 0, prep.channel_axis)
+    if prep.original is not None:
+        dtype = prep.dtype if output_dtype is None else np.dtype(output_dtype)
+        orig = cast_to(prep.original, dtype) if prep.original.dtype != dtype else prep.original
+    else:
+        orig = restore_layout(prep.data, prep, output_dtype=output_dtype)
+    return np.where(kn, orig, image)
 
 
 def variance_to_user(var: np.ndarray, prep: Prepared) -> np.ndarray:

@@ -85,6 +85,12 @@ class DIPConfig:
         On CUDA, record one whole step (forward, backward, update, averaging) as a CUDA
         graph and replay it, which removes most of the per-step launch overhead; falls
         back to ordinary steps if the capture fails. No effect elsewhere.
+    tile_size : int
+        Restore the image in overlapping tiles of this edge length (pixels), one after the
+        other, blended without seams; 0 (default) tiles only when the whole image would not
+        fit the memory budget, and then picks the largest tile that fits.
+    tile_overlap : int
+        Minimum overlap of neighbouring tiles in pixels (32); the blending ramps span it.
     """
 
     steps: int = 3000
@@ -110,6 +116,8 @@ class DIPConfig:
     snapshot_every: int = 50
     precision: str = "float32"
     capture: bool = True
+    tile_size: int = 0
+    tile_overlap: int = 32
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -266,6 +274,8 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "snapshot_every": (1, None),
     "burn_in": (0, None),
     "thinning": (1, None),
+    "tile_size": (0, None),
+    "tile_overlap": (0, None),
 }
 _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "lr": (0.0, None),
@@ -317,6 +327,12 @@ def _validate(cfg: DIPConfig) -> None:
                 raise TypeError(f"{name}: expected True or False, got {value!r}")
     if cfg.lr <= 0:
         raise ValueError(f"lr: expected a number > 0, got {cfg.lr!r}")
+    if 0 < cfg.tile_size < 16:
+        raise ValueError(f"tile_size: expected 0 (automatic) or at least 16 pixels, got "
+                         f"{cfg.tile_size}")
+    if cfg.tile_size and cfg.tile_overlap * 2 >= cfg.tile_size:
+        raise ValueError(f"tile_overlap: expected less than half of tile_size="
+                         f"{cfg.tile_size}, got {cfg.tile_overlap}")
     if isinstance(cfg, SGLDConfig) and cfg.burn_in >= cfg.steps:
         raise ValueError(
             f"burn_in: expected fewer than steps={cfg.steps} so that samples are kept, "

@@ -40,6 +40,7 @@ class RunInfo:
     padded_shape: tuple[int, ...]
     parameters: int
     notes: list[str] = field(default_factory=list)
+    tiles: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,6 +78,9 @@ class Snapshot:
         Per-step losses since the previous snapshot.
     info : RunInfo
         Configuration, seed and device of the run.
+    tile, tiles : int
+        For an image restored in tiles: the (0-based) tile in progress and their number;
+        ``step`` and ``max_steps`` then count the steps of all tiles.
     """
 
     step: int
@@ -92,6 +96,8 @@ class Snapshot:
     samples: int
     losses: np.ndarray
     info: RunInfo = field(repr=False)
+    tile: int = 0
+    tiles: int = 1
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -219,11 +225,8 @@ def run(
         if sgld and moments.count > 0:
             var = arrays.variance_to_user(moments.variance[0][crop].cpu().numpy(), prep)
         image = to_user(image_t)
-        if final and keep_known and prep.known is not None:
-            kn = np.broadcast_to(prep.known, prep.data.shape) > 0
-            orig = arrays.restore_layout(prep.data, prep, output_dtype=output_dtype)
-            kn = kn[0] if prep.channel_axis is None else np.moveaxis(kn, 0, prep.channel_axis)
-            image = np.where(kn, orig, image)
+        if final and keep_known:
+            image = arrays.keep_known_pixels(image, prep, output_dtype=output_dtype)
         best = None
         if stopper is not None:
             best = int(stopper.best_step.item())

@@ -139,3 +139,46 @@ def test_volume_not_padded_along_z():
     res = napari_dip.restore(vol, preset="fast", steps=2, seed=0, device="cpu", width=4,
                              snapshot_every=1)
     assert res.info.padded_shape == (8, 32, 32) and res.image.shape == vol.shape
+
+
+def test_flat_adam_keeps_channels_last_weights_and_equals_torch_adam():
+    a, b = _twin_nets()
+    a = a.to(memory_format=torch.channels_last)
+    z, y = torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8)
+    flat = FlatAdam(a, lr=0.01)
+    ref = torch.optim.Adam(b.parameters(), lr=0.01)
+    for _ in range(5):
+        flat.backward(((a(z.contiguous(memory_format=torch.channels_last)) - y) ** 2).mean())
+        flat.step()
+        ref.zero_grad()
+        ((b(z) - y) ** 2).mean().backward()
+        ref.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+        if pa.dim() == 4 and pa.shape[1] > 1 and pa.shape[2] > 1:
+            assert pa.is_contiguous(memory_format=torch.channels_last)
+            assert not pa.is_contiguous()
+    assert all(p.untyped_storage().data_ptr() == flat.data.untyped_storage().data_ptr()
+               for p in a.parameters())
+
+
+def test_ensemble_net_equals_separate_nets():
+    # K members side by side in one grouped net compute exactly what K nets compute
+    cfg = DIPConfig(width=4, scales=2, skip_channels=2, input_channels=3)
+    k = 3
+    torch.manual_seed(0)
+    nets = [SkipNet(cfg, 2) for _ in range(k)]
+    group = SkipNet(cfg.replace(members=k), 2)
+    assert count_parameters(group) == k * count_parameters(nets[0])
+    singles = [dict(n.named_parameters()) for n in nets]
+    with torch.no_grad():
+        for name, p in group.named_parameters():
+            for i in range(k):
+                p.view(k, -1)[i] = singles[i][name].reshape(-1)
+    zs = [torch.rand(1, 3, 16, 16) for _ in range(k)]
+    out = group(torch.cat(zs, 1))
+    for i, (net, z) in enumerate(zip(nets, zs)):
+        torch.testing.assert_close(out[:, 2 * i:2 * i + 2], net(z), rtol=1e-4, atol=1e-5)
+    # and 3-D
+    group3 = SkipNet(cfg.replace(members=2), 1, nd=3)
+    assert group3(torch.rand(1, 6, 8, 8, 8)).shape == (1, 2, 8, 8, 8)

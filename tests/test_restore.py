@@ -200,3 +200,27 @@ def test_import_loads_no_gui():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_channels_last_follows_the_contiguous_path():
+    # first steps agree to rounding (later, Adam amplifies rounding, as between thread counts)
+    rng = np.random.default_rng(0)
+    noisy = rng.random((32, 32)).astype(np.float32)
+    kw = dict(preset="fast", width=8, seed=0, steps=2, auto_stop=False, ema=0.0, jitter=0.0,
+              backtrack_db=0.0, output_dtype="float32")
+    a = restore(noisy, **kw).image
+    b = restore(noisy, channels_last=True, **kw).image
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_ensemble_members_average_and_pool_sgld_chains(camera_crop):
+    clean = camera_crop
+    noisy = (clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)).astype(np.float32)
+    res = restore(noisy, preset="fast", width=8, seed=0, steps=60, auto_stop=False,
+                  members=2, reference=clean)
+    assert res.image.shape == noisy.shape and res.info.config.members == 2
+    assert res.psnr > _psnr(noisy, clean)
+    snaps = list(iterate(noisy, method="sgld", preset="fast", width=8, seed=0, steps=40,
+                         burn_in=20, thinning=5, members=3))
+    assert snaps[-1].samples == 3 * 4  # three chains, four kept steps each
+    assert snaps[-1].variance.shape == noisy.shape and (snaps[-1].variance > 0).all()

@@ -144,6 +144,11 @@ def run(
         torch.manual_seed(seed)
         net = SkipNet(cfg, channels, nd=nd, levels=levels)
     net = net.to(device).train()
+    layout = torch.contiguous_format
+    if cfg.channels_last:
+        layout = torch.channels_last if nd == 2 else torch.channels_last_3d
+        net = net.to(memory_format=layout)
+    members = cfg.members
     info = RunInfo(
         method=cfg.method, config=cfg, seed=seed, device=device_name(device),
         input_shape=tuple(prep.shape), input_dtype=str(prep.dtype),
@@ -152,6 +157,7 @@ def run(
     )
     cpu_gen = torch.Generator().manual_seed(seed)
     z = make_input(cfg, padded.shape[1:], generator=cpu_gen, device=device)
+    z = z.contiguous(memory_format=layout)
     gen = make_generator(device, seed + 1)
     target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
     weight = None if weight_np is None else torch.from_numpy(weight_np)[None].to(device)
@@ -169,6 +175,9 @@ def run(
     losses = torch.zeros(cfg.snapshot_every, device=device)
     noise = torch.empty_like(z)
     out_now = torch.zeros_like(target)
+    # SGLD with several chains: every chain's output is a sample
+    members_now = torch.zeros((members, *target.shape[1:]), device=device) if (
+        sgld and members > 1) else None
     loss_now = torch.zeros((), device=device)
     ema = torch.zeros_like(target) if cfg.ema > 0 else None
     last_snapshot_step = 0
@@ -189,9 +198,15 @@ def run(
                             cache_enabled=False):
             out = net(z_in)
         out = out.float()
+        if members > 1:  # (1, K*C, ...) -> (K, C, ...): one estimate per member
+            out = out.unflatten(1, (members, -1))[0]
         diff = out - target
-        loss = (diff.square() * weight).sum() / denom if weight is not None else diff.square().mean()
-        loss_now.copy_(loss.detach())
+        # the sum of the members' mean squared errors (each member fits on its own)
+        if weight is not None:
+            loss = (diff.square() * weight).sum() / denom
+        else:
+            loss = diff.square().mean() * members
+        loss_now.copy_(loss.detach() / members)
         if backtrack is not None:
             backtrack.check(loss)
         opt.backward(loss)
@@ -200,6 +215,10 @@ def run(
             backtrack.undo_if_bad()
         if sgld and cfg.noise_scale > 0:
             opt.add_langevin_noise(cfg.noise_scale, gen)
+        if members > 1:
+            if members_now is not None:
+                members_now.copy_(out.detach())
+            out = out.mean(0, keepdim=True)
         out_now.copy_(out.detach())
         if ema is not None:
             t = opt.step_count  # steps done, counting this one
@@ -263,7 +282,11 @@ def run(
             losses[i - last_snapshot_step] = loss_now
             o = out_now
             if sgld and i >= cfg.burn_in and (i - cfg.burn_in) % cfg.thinning == 0:
-                moments.add(o)
+                if members_now is None:
+                    moments.add(o)
+                else:
+                    for k in range(members):
+                        moments.add(members_now[k:k + 1])
             if stopper is not None:
                 stopper.update(i, o[0], current_estimate(o)[0])
             step = i + 1
@@ -298,7 +321,7 @@ def run(
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
         yield snapshot(True, final, stop_reason)
     finally:
-        del net, opt, z, target, weight, ema, moments, stopper, backtrack, graph, out_now
+        del net, opt, z, target, weight, ema, moments, members_now, stopper, backtrack, graph, out_now
         release(device)
 
 

@@ -18,13 +18,16 @@ from torch import nn
 from .config import DIPConfig
 
 
-def _conv(nd: int, cin: int, cout: int, k: int, stride, padding: str) -> nn.Module:
+def _conv(nd: int, cin: int, cout: int, k: int, stride, padding: str, groups: int = 1) -> nn.Module:
+    """A convolution of ``groups`` independent nets side by side (``cin``/``cout`` per net)."""
     cls = nn.Conv2d if nd == 2 else nn.Conv3d
     mode = {"reflect": "reflect", "zeros": "zeros", "replicate": "replicate"}[padding]
-    return cls(cin, cout, k, stride=stride, padding=(k - 1) // 2, padding_mode=mode, bias=True)
+    return cls(cin * groups, cout * groups, k, stride=stride, padding=(k - 1) // 2,
+               padding_mode=mode, bias=True, groups=groups)
 
 
 def _norm(nd: int, channels: int, kind: str) -> nn.Module:
+    # per-channel statistics: with several nets side by side each keeps its own
     if kind == "batch":
         return (nn.BatchNorm2d if nd == 2 else nn.BatchNorm3d)(channels)
     if kind == "instance":
@@ -34,8 +37,8 @@ def _norm(nd: int, channels: int, kind: str) -> nn.Module:
 
 def _block(nd: int, cin: int, cout: int, k: int, stride, cfg: DIPConfig) -> nn.Sequential:
     return nn.Sequential(
-        _conv(nd, cin, cout, k, stride, cfg.padding),
-        _norm(nd, cout, cfg.norm),
+        _conv(nd, cin, cout, k, stride, cfg.padding, cfg.members),
+        _norm(nd, cout * cfg.members, cfg.norm),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
@@ -58,8 +61,9 @@ class _Scale(nn.Module):
         self.up = nn.Upsample(
             scale_factor=tuple(float(f) for f in factors), mode=mode, align_corners=None if mode == "nearest" else False
         )
-        self.post_norm = _norm(nd, s + w, cfg.norm)
+        self.post_norm = _norm(nd, (s + w) * cfg.members, cfg.norm)
         self.fuse = nn.Sequential(_block(nd, s + w, w, 3, 1, cfg), _block(nd, w, w, 1, 1, cfg))
+        self.members = cfg.members
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.down(x)
@@ -67,7 +71,13 @@ class _Scale(nn.Module):
             y = self.inner(y)
         y = self.up(y)
         if self.skip is not None:
-            y = torch.cat([self.skip(x), y], dim=1)
+            skip = self.skip(x)
+            if self.members == 1:
+                y = torch.cat([skip, y], dim=1)
+            else:  # concatenate net by net: [skip_k, y_k] for every member k
+                k = self.members
+                y = torch.cat([skip.unflatten(1, (k, -1)), y.unflatten(1, (k, -1))], dim=2)
+                y = y.flatten(1, 2)
         return self.fuse(self.post_norm(y))
 
 
@@ -75,7 +85,11 @@ class SkipNet(nn.Module):
     """The DIP "skip" encoder-decoder for ``nd``-dimensional images (2 or 3).
 
     Input ``(B, input_channels, *spatial)``, output ``(B, out_channels, *spatial)`` in
-    (0, 1). ``levels`` gives, per spatial axis, at how many of the ``cfg.scales`` scales
+    (0, 1). With ``cfg.members = K > 1`` the module holds K independent nets side by side
+    (grouped convolutions, per-member normalisation): input ``(B, K * input_channels, ...)``,
+    output ``(B, K * out_channels, ...)``, member k in the k-th block of channels. Each
+    member is initialised and computes exactly like a net of its own, but all run in one
+    pass, which keeps a GPU busy where one small net cannot. ``levels`` gives, per spatial axis, at how many of the ``cfg.scales`` scales
     that axis is halved (default: all); a short axis, such as the few planes of a thin
     volume, is then halved less often instead of being padded. Every spatial size must be
     a multiple of ``2 ** levels[axis]``.
@@ -97,7 +111,9 @@ class SkipNet(nn.Module):
             factors = tuple(2 if level < v else 1 for v in levels)
             inner = _Scale(nd, cin, cfg, inner, factors)
         self.body = inner
-        self.head = (nn.Conv2d if nd == 2 else nn.Conv3d)(cfg.width, out_channels, 1)
+        k = cfg.members
+        self.head = (nn.Conv2d if nd == 2 else nn.Conv3d)(cfg.width * k, out_channels * k, 1,
+                                                          groups=k)
         self.nd = nd
         self.multiples = tuple(2**v for v in levels)
 
@@ -112,8 +128,10 @@ def count_parameters(net: nn.Module) -> int:
 def make_input(
     cfg: DIPConfig, spatial: tuple[int, ...], *, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
-    """The fixed input code z: uniform(0, 1) * ``input_scale``, shape (1, C, *spatial)."""
-    z = torch.rand((1, cfg.input_channels, *spatial), generator=generator, device="cpu")
+    """The fixed input code z: uniform(0, 1) * ``input_scale``, shape (1, C, *spatial),
+    with C = ``input_channels`` per ensemble member (each member has its own code)."""
+    z = torch.rand((1, cfg.input_channels * cfg.members, *spatial), generator=generator,
+                   device="cpu")
     return (z * cfg.input_scale).to(device)
 
 

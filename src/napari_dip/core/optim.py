@@ -33,13 +33,20 @@ class FlatAdam:
         self.grad = torch.zeros(total, device=device, dtype=torch.float32)
         self.conv_mask = torch.zeros(total, device=device, dtype=torch.float32)
         offset = 0
+        # each parameter keeps its memory layout (e.g. channels-last convolution weights):
+        # it is stored in the order of its strides and viewed back in its logical shape
+        self.orders = []
         for p in params:
             n = p.numel()
-            self.data[offset:offset + n].copy_(p.detach().reshape(-1))
-            p.data = self.data[offset:offset + n].view_as(p)
+            order = sorted(range(p.dim()), key=lambda d: (-p.stride(d), d))
+            stored = p.detach().permute(order)
+            self.data[offset:offset + n].copy_(stored.reshape(-1))
+            inverse = sorted(range(p.dim()), key=lambda d: order[d])
+            p.data = self.data[offset:offset + n].view(stored.shape).permute(inverse)
             if p.dim() >= 4:  # convolution weights (4-D in 2-D nets, 5-D in 3-D nets)
                 self.conv_mask[offset:offset + n] = 1.0
             offset += n
+            self.orders.append(order)
         self.params = params
         self.exp_avg = torch.zeros_like(self.data)
         self.exp_avg_sq = torch.zeros_like(self.data)
@@ -55,7 +62,7 @@ class FlatAdam:
     def backward(self, loss: torch.Tensor) -> None:
         """Compute the gradient of ``loss`` into the flat gradient buffer."""
         grads = torch.autograd.grad(loss, self.params)
-        torch.cat([g.reshape(-1) for g in grads], out=self.grad)
+        torch.cat([g.permute(o).reshape(-1) for g, o in zip(grads, self.orders)], out=self.grad)
 
     def step(self) -> None:
         g = self.grad

@@ -171,7 +171,7 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     pads = arrays.pad_amounts(tuple(spatial), levels)
     padded = [s + a + b for s, (a, b) in zip(spatial, pads)]
     pixels = float(np.prod(padded))
-    act = ACTIVATION_BYTES * max(cfg.width, cfg.input_channels) * pixels
+    act = ACTIVATION_BYTES * max(cfg.width, cfg.input_channels) * pixels * cfg.members
     if cfg.precision == "bfloat16" and device_type == "cuda":
         act *= BF16_FACTOR
     with torch.device("meta"):
@@ -180,7 +180,8 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     # per-pixel buffers: target, weight, output, EMA, best estimate, SGLD moments, the stop
     # rule's window of outputs, and the input code with its jitter
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
-    buffers = 4.0 * pixels * (channels * images + 2 * cfg.input_channels)
+    buffers = 4.0 * pixels * (channels * (images + cfg.members)
+                              + 2 * cfg.input_channels * cfg.members)
     return int(act + buffers + PARAMETER_BYTES * params)
 
 

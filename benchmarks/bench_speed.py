@@ -106,6 +106,20 @@ def engine_step_time(noisy, dev, cfg, steps, channel_axis):
     return 1000 * (b.elapsed - a.elapsed) / steps, peak
 
 
+def parse_options(text):
+    """'a=1,b=true,c=bfloat16' -> {'a': 1, 'b': True, 'c': 'bfloat16'}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        value = value.strip()
+        try:
+            out[key.strip()] = json.loads(value.lower() if value.lower() in ("true", "false")
+                                          else value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 def full_run(noisy, clean, dev, cfg, channel_axis):
     t = time.perf_counter()
     res = napari_dip.restore(noisy, config=cfg, device=dev, seed=0, channel_axis=channel_axis,
@@ -125,6 +139,13 @@ def main(argv=None):
     ap.add_argument("--full-runs", action="store_true", help="also run presets to the end")
     ap.add_argument("--skip-full", default="sgld:quality,dip:quality",
                     help="method:preset pairs not to run to the end (comma-separated)")
+    ap.add_argument("--members", default="2,4",
+                    help="ensemble sizes to time at the paper configuration (CUDA)")
+    ap.add_argument("--preset-options", default="",
+                    help="also time every preset with these options, e.g. "
+                         "'precision=bfloat16,channels_last=True'")
+    ap.add_argument("--memory-model", action="store_true",
+                    help="compare the tiling memory estimate with measured peaks (CUDA)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -138,47 +159,90 @@ def main(argv=None):
     base = original_loop(noisy, clean, dev, args.steps, warmup=5)
     rows.append(dict(name="original loop (paper net, host copies + 3 PSNR/step)",
                      ms_per_step=base, ratio=1.0))
-    variants = [("engine, paper config, float32", DIPConfig(capture=False))]
+    # (name, config, run to the end with --full-runs)
+    variants = [("engine, paper config, float32", DIPConfig(capture=False), False)]
     if dev.type == "cuda":
+        fast = dict(precision="bfloat16", channels_last=True)
         variants += [
-            ("engine, paper config, float32, CUDA graph", DIPConfig()),
-            ("engine, paper config, bfloat16, CUDA graph", DIPConfig(precision="bfloat16")),
+            ("engine, paper config, float32, CUDA graph", DIPConfig(), True),
+            ("engine, paper config, bfloat16, CUDA graph", DIPConfig(precision="bfloat16"), False),
+            ("engine, paper config, fp32, channels-last, graph", DIPConfig(channels_last=True),
+             False),
+            ("engine, paper config, bf16, channels-last, graph", DIPConfig(**fast), True),
         ]
-    for name, cfg in variants:
+        for k in (int(v) for v in args.members.split(",") if v):
+            variants.append((f"engine, paper config, {k} members, bf16+CL, graph",
+                             DIPConfig(members=k, **fast), k == 4))
+    else:
+        variants.append(("engine, paper config, channels-last", DIPConfig(channels_last=True),
+                         False))
+    for name, cfg, full in variants:
         ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
-        row = dict(name=name, ms_per_step=ms, peak_gib=peak, ratio=base / ms)
-        if args.full_runs and dev.type == "cuda":
+        row = dict(name=name, ms_per_step=ms, peak_gib=peak, ratio=base / ms,
+                   members=cfg.members, ms_per_member_step=ms / cfg.members)
+        if args.full_runs and dev.type == "cuda" and full:
             secs, res = full_run(noisy, clean, dev, cfg, ca)
             row.update(seconds=secs, steps=res.steps, psnr=res.psnr, notes=res.info.notes)
         rows.append(row)
         print(row, flush=True)
-    for method in args.methods.split(","):
-        for preset in args.presets.split(","):
-            cfg = make_config(method, preset)
-            ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
-            row = dict(name=f"preset {preset} ({method})", ms_per_step=ms, peak_gib=peak,
-                       ratio=base / ms)
-            if args.full_runs and f"{method}:{preset}" not in args.skip_full.split(","):
-                secs, res = full_run(noisy, clean, dev, cfg, ca)
-                row.update(seconds=secs, steps=res.steps, psnr=res.psnr,
-                           noisy_psnr=psnr(noisy, clean))
-            rows.append(row)
-            print(row, flush=True)
+    extra = parse_options(args.preset_options)
+    option_sets = [("", {})] + ([(" +" + args.preset_options, extra)] if extra else [])
+    runs = [(m, p, o) for m in args.methods.split(",") for p in args.presets.split(",")
+            for o in option_sets]
+    for method, preset, (suffix, opts) in runs:
+        cfg = make_config(method, preset, **opts)
+        ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
+        row = dict(name=f"preset {preset} ({method}){suffix}", ms_per_step=ms,
+                   peak_gib=peak, ratio=base / ms, members=cfg.members,
+                   ms_per_member_step=ms / cfg.members)
+        if args.full_runs and f"{method}:{preset}" not in args.skip_full.split(","):
+            secs, res = full_run(noisy, clean, dev, cfg, ca)
+            row.update(seconds=secs, steps=res.steps, psnr=res.psnr,
+                       noisy_psnr=psnr(noisy, clean))
+        rows.append(row)
+        print(row, flush=True)
+
+    memory = memory_model_rows(dev, args) if args.memory_model and dev.type == "cuda" else []
 
     print(f"\ndevice: {device_name(dev)}; image {args.size}x{args.size}{'x3' if args.rgb else ''}, "
           f"sigma {args.sigma}; torch {torch.__version__}")
     print(f"noisy input PSNR {psnr(noisy, clean):.2f} dB")
-    print(f"{'run':58s} {'ms/step':>9s} {'x orig':>7s} {'peak GiB':>9s} {'s total':>8s} "
-          f"{'steps':>6s} {'PSNR':>6s}")
+    print(f"{'run':58s} {'ms/step':>9s} {'/member':>8s} {'x orig':>7s} {'peak GiB':>9s} "
+          f"{'s total':>8s} {'steps':>6s} {'PSNR':>6s}")
     for r in rows:
-        print(f"{r['name']:58s} {r['ms_per_step']:9.1f} {r['ratio']:7.2f} "
+        print(f"{r['name']:58s} {r['ms_per_step']:9.1f} {r.get('ms_per_member_step', r['ms_per_step']):8.1f} "
+              f"{r['ratio']:7.2f} "
               f"{r.get('peak_gib', float('nan')):9.2f} {r.get('seconds', float('nan')):8.1f} "
               f"{r.get('steps', 0):6d} {r.get('psnr', float('nan')):6.2f}")
+    if memory:
+        print(f"\n{'memory model: config':44s} {'size':>6s} {'estimate GiB':>13s} "
+              f"{'peak GiB':>9s}")
+        for m in memory:
+            print(f"{m['name']:44s} {m['size']:6d} {m['estimate_gib']:13.2f} {m['peak_gib']:9.2f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(device=device_name(dev), torch=torch.__version__,
-                           python=platform.python_version(), args=vars(args), rows=rows),
-                      fh, indent=1)
+                           python=platform.python_version(), args=vars(args), rows=rows,
+                           memory_model=memory), fh, indent=1)
+
+
+def memory_model_rows(dev, args):
+    """Measured CUDA peaks of short runs against :func:`tiling.estimate_memory`."""
+    from napari_dip.core import tiling
+
+    out = []
+    for name, cfg in [("paper config, fp32, graph", DIPConfig()),
+                      ("paper config, bf16, channels-last", DIPConfig(precision="bfloat16",
+                                                                      channels_last=True)),
+                      ("fast preset (dip)", make_config("dip", "fast"))]:
+        for size in (256, 512, 1024):
+            noisy, _ = test_image(size, args.rgb, args.sigma)
+            torch.cuda.empty_cache()
+            _, peak = engine_step_time(noisy, dev, cfg, 5, -1 if args.rgb else None)
+            est = tiling.estimate_memory(cfg, (size, size), 3 if args.rgb else 1, "cuda")
+            out.append(dict(name=name, size=size, estimate_gib=est / 2**30, peak_gib=peak))
+            print(out[-1], flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -50,6 +50,27 @@ def main():
     b = napari_dip.restore(noisy, device="cuda", seed=3, steps=60, preset="fast")
     print("cuda same seed identical:", np.array_equal(a.image, b.image))
     print("peak memory GiB", torch.cuda.max_memory_allocated() / 2**30)
+    # the newer paths: channels-last, ensembles, tiles
+    for name, extra in [("channels-last graph", dict(channels_last=True)),
+                        ("bf16 channels-last", dict(channels_last=True, precision="bfloat16")),
+                        ("2 members graph", dict(members=2)),
+                        ("2 members eager", dict(members=2, capture=False)),
+                        ("tiles of 64, graph", dict(tile_size=64, tile_overlap=16))]:
+        t = time.perf_counter()
+        try:
+            r = napari_dip.restore(noisy, device="cuda", **kw, **extra)
+        except Exception as exc:  # report and go on
+            print(f"{name:20s} FAILED: {type(exc).__name__}: {exc}")
+            continue
+        print(f"{name:20s} psnr {r.psnr:6.2f} dB ({r.psnr - g.psnr:+.2f} vs fp32 graph)  "
+              f"{time.perf_counter() - t:6.2f} s  notes {r.info.notes}")
+    try:
+        s = napari_dip.restore(noisy, method="sgld", preset="fast", seed=0, device="cuda",
+                               steps=400, reference=clean, members=4)
+        print(f"sgld 4 chains: psnr {s.psnr:.2f}, samples kept, mean std "
+              f"{np.sqrt(s.variance).mean():.4f}, notes {s.info.notes}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"sgld 4 chains FAILED: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

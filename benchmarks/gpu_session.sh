@@ -2,11 +2,11 @@
 # One prepared GPU session (about 9 minutes on an H100/H200): correctness of the CUDA
 # paths, the speed table, large inputs under a 24 GB-like budget, and a reduced quality
 # run. Every stage has its own time limit so that a slow stage cannot eat the others.
-# Usage: OUT=results_dir bash benchmarks/gpu_session.sh
+# Usage: OUT=results_dir bash benchmarks/gpu_session.sh   (writes 8 files into OUT)
 set -uo pipefail
 export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-benchmarks/out}"; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/stages.txt"
 stage() {  # stage SECONDS NAME COMMAND...
     local limit=$1 name=$2; shift 2
     local t0=$SECONDS

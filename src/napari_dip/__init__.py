@@ -29,5 +29,18 @@ __all__ = [
     "iterate",
     "make_config",
     "restore",
+    "restore_as_completed",
+    "restore_many",
     "versions",
 ]
+
+_DISTRIBUTED = ("restore_many", "restore_as_completed")
+
+
+def __getattr__(name: str):
+    # imported on first use: napari_dip.distributed needs Dask, which is optional
+    if name in _DISTRIBUTED:
+        from . import distributed
+
+        return getattr(distributed, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,6 +42,7 @@ examples:
   napari-dip data/ -o restored --method sgld --steps 3000 --option burn_in=1000
   napari-dip data/ -o restored --resume
   napari-dip data/cells.tif -o again --config restored/cells_dip.json
+  napari-dip frames/ -o restored --preset fast --cluster local:2
 
 exit status: 0 all succeeded (or were skipped), 1 some inputs failed, 2 usage error.
 """
@@ -88,6 +89,26 @@ def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError("expected a positive integer, got 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 
@@ -155,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (CUDA, then MPS, then CPU; default), cpu, cuda, cuda:N or mps")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="CPU threads for the computation (default: the number of cores)")
+    run.add_argument("--tile-size", type=_positive_int, metavar="N",
+                     help="restore images larger than N pixels in overlapping tiles of "
+                          "N x N, blended without seams (the same as --option tile_size=N; "
+                          "default: tiles only when an image would not fit the memory "
+                          "budget); on a cluster every tile is a task of its own")
+    run.add_argument("--noise-model", choices=("gaussian", "poisson-gaussian"),
+                     default="gaussian",
+                     help="poisson-gaussian: photon-counting data (e.g. fluorescence); the "
+                          "image is variance-stabilised (generalized Anscombe) before the "
+                          "fit and mapped back after it (default: gaussian)")
+    run.add_argument("--gain", type=_positive_float, metavar="G",
+                     help="poisson-gaussian: detector gain in image units per photon "
+                          "(default: estimated from each image)")
+    run.add_argument("--read-noise", type=_non_negative_float, metavar="S",
+                     help="poisson-gaussian: standard deviation of the read noise in image "
+                          "units (default: estimated from each image)")
+    run.add_argument("--memory-budget", type=_positive_float, metavar="GIB",
+                     help="device memory a run may use, in GiB (default: 90%% of the free "
+                          "GPU memory, or half of the available system memory); larger "
+                          "images are tiled")
 
     img = parser.add_argument_group("images")
     img.add_argument("--sample", action="store_true",
@@ -183,7 +224,60 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip inputs whose outputs are complete (image and sidecar)")
     batch.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bars, per-image lines or summary; errors only")
+    _add_cluster_arguments(parser)
     return parser
+
+
+# ---------------------------------------------------------------------------------------
+# running on a Dask cluster (see napari_dip.distributed)
+# ---------------------------------------------------------------------------------------
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "cluster", "run every file, frame or tile as a task on Dask distributed "
+                   '(needs: pip install "napari-dip[cluster]"); outputs are written here')
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--cluster", metavar="local[:N]",
+                       help="start N worker processes on this machine (default: one per "
+                            "GPU, else a share of the cores each)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="use the workers of a running Dask scheduler: tcp://host:port or "
+                            "a scheduler file (.json)")
+
+
+def _apply_tile_size(args: argparse.Namespace, settings: "Settings") -> None:
+    size = getattr(args, "tile_size", None)
+    if size is None or settings.cfg.tile_size == size:
+        return
+    try:
+        settings.cfg = settings.cfg.replace(tile_size=size)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--tile-size {size}: {exc}") from None
+
+
+def _cluster_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "cluster", None) or getattr(args, "scheduler", None))
+
+
+def _cluster_runner(args: argparse.Namespace) -> Any:
+    """The runner for ``--cluster``/``--scheduler`` (None without them)."""
+    if not _cluster_requested(args):
+        return None
+    from . import distributed
+
+    option, value = (("--cluster", args.cluster) if args.cluster
+                     else ("--scheduler", args.scheduler))
+    try:
+        spec = distributed.parse_cluster(value, name=option)
+        if option == "--cluster" and spec.kind != "local":
+            raise ValueError(f"--cluster: expected 'local' or 'local:N', got {value!r} (give "
+                             f"a scheduler address to --scheduler)")
+        if option == "--scheduler" and spec.kind not in ("address", "file"):
+            raise ValueError(f"--scheduler: expected an address such as tcp://host:8786 or "
+                             f"a scheduler file (.json), got {value!r}")
+        distributed._require_distributed()
+    except (ImportError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return distributed.cli_runner(spec)
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,11 +302,23 @@ class Settings:
     resume: bool
     quiet: bool
     threads: int | None = None
+    memory_budget: float | None = None
+    noise: dict[str, Any] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
 
     @property
     def method(self) -> str:
         return self.cfg.method
+
+
+def _noise_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of the noise model (none for the default Gaussian model)."""
+    if args.noise_model == "gaussian":
+        if args.gain is not None or args.read_noise is not None:
+            raise UsageError("--gain/--read-noise: only used with --noise-model "
+                             "poisson-gaussian")
+        return {}
+    return {"noise_model": args.noise_model, "gain": args.gain, "read_noise": args.read_noise}
 
 
 def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
@@ -226,6 +332,8 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
     options = dict(args.option)
     config = None
     seed = args.seed
+    if seed is not None and seed >= 2**63:
+        raise UsageError(f"--seed: expected an integer in [0, 2**63), got {seed}")
     saved_run: dict[str, Any] = {}
     if args.config:
         try:
@@ -255,7 +363,12 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
             msg = "--auto-stop is for --method dip: " + msg
         raise UsageError(msg) from None
     try:
-        dev = resolve_device(args.device)
+        if _cluster_requested(args):  # the workers pick their device, maybe a GPU
+            from .distributed import check_device
+
+            dev = check_device(args.device)
+        else:
+            dev = resolve_device(args.device)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -268,6 +381,10 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
     channel_axis = pick("channel_axis", "auto")
     if channel_axis == "none":
         channel_axis = None
+    if channel_axis not in ("auto", None) and (isinstance(channel_axis, bool)
+                                                or not isinstance(channel_axis, int)):
+        raise UsageError(f"--config {args.config}: run.channel_axis: expected 'auto', 'none', "
+                         f"null or an axis number, got {channel_axis!r}")
     stack = pick("stack", "auto")
     if stack not in dio.STACK_MODES:
         raise UsageError(f"--config {args.config}: run.stack: expected one of "
@@ -277,8 +394,11 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
         try:
             output_dtype = _dtype(str(output_dtype))
         except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"output dtype: {exc}") from None
-    keep_known = bool(pick("keep_known", False))
+            raise UsageError(f"--config {args.config}: run.output_dtype: {exc}") from None
+    keep_known = pick("keep_known", False)
+    if not isinstance(keep_known, bool):
+        raise UsageError(f"--config {args.config}: run.keep_known: expected true or false, "
+                         f"got {keep_known!r}")
 
     outdir = Path(os.path.expanduser(args.outdir))
     if outdir.exists() and not outdir.is_dir():
@@ -308,7 +428,8 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
         mask_path=mask_path, mask_file=mask_file, keep_known=keep_known,
         channel_axis=channel_axis, stack=stack, output_dtype=output_dtype,
         overwrite=args.overwrite, resume=args.resume, quiet=args.quiet,
-        threads=args.threads, command=[PROG, *argv],
+        threads=args.threads, memory_budget=args.memory_budget, command=[PROG, *argv],
+        noise=_noise_settings(args),
     )
 
 
@@ -462,10 +583,34 @@ class _Reporter:
             self.batch.close()
 
 
+@dataclass
+class PreparedJob:
+    """An input read and cut into the items (frames or volumes) that are restored."""
+
+    job: Job
+    source: dio.ImageFile
+    input_info: dict[str, Any]
+    reference: np.ndarray | None
+    channel_axis: Any
+    alpha: np.ndarray | None
+    layout: dio.Layout
+    items: list[np.ndarray]
+    masks: list[np.ndarray | None]
+    ref_items: list[np.ndarray | None]
+    mask_info: dict[str, Any] | None
+    seed: int
+    t0: float
+
+
 def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
-    from .core import iterate, run_metadata
+    prep = _prepare_job(job, settings)
+    finals = _run_items(prep, settings, reporter)
+    return _write_job(prep, finals, settings)
+
+
+def _prepare_job(job: Job, settings: Settings) -> PreparedJob:
+    """Read the input (or the sample), its mask, and plan its items."""
     from .core.device import resolve_seed
-    from .core.engine import psnr as psnr_db
 
     t0 = time.perf_counter()
     reference = None
@@ -502,15 +647,29 @@ def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
     items = layout.split(data)
     ref_items = layout.split(reference) if reference is not None else [None] * len(items)
     seed = resolve_seed(settings.seed)
+    return PreparedJob(job=job, source=source, input_info=input_info, reference=reference,
+                       channel_axis=channel_axis, alpha=alpha, layout=layout, items=items,
+                       masks=masks, ref_items=ref_items, mask_info=mask_info, seed=seed, t0=t0)
+
+
+def _item_kwargs(prep: PreparedJob, index: int, settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of :func:`napari_dip.iterate` for item ``index`` (but the image)."""
+    return dict(config=settings.cfg, mask=prep.masks[index],
+                channel_axis=prep.layout.item_channel_axis, device=settings.device,
+                seed=prep.seed, reference=prep.ref_items[index],
+                output_dtype=settings.output_dtype, keep_known=settings.keep_known,
+                memory_budget=settings.memory_budget, **settings.noise)
+
+
+def _run_items(prep: PreparedJob, settings: Settings, reporter: _Reporter) -> list[Any]:
+    """Restore the items one after the other here; the final snapshot of each."""
+    from .core import iterate
 
     finals = []
-    bar = reporter.image_bar(Path(job.name).name, settings.cfg.steps * len(items))
+    bar = reporter.image_bar(Path(prep.job.name).name, settings.cfg.steps * len(prep.items))
     try:
-        for index, item in enumerate(items):
-            run = iterate(item, config=settings.cfg, mask=masks[index],
-                          channel_axis=layout.item_channel_axis, device=settings.device,
-                          seed=seed, reference=ref_items[index],
-                          output_dtype=settings.output_dtype, keep_known=settings.keep_known)
+        for index, item in enumerate(prep.items):
+            run = iterate(item, **_item_kwargs(prep, index, settings))
             last = 0
             snap = None
             with contextlib.closing(run):
@@ -523,7 +682,18 @@ def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
     finally:
         if bar is not None:
             bar.close()
+    return finals
 
+
+def _write_job(prep: PreparedJob, finals: Sequence[Any], settings: Settings,
+               extra: dict[str, Any] | None = None) -> Outcome:
+    """Merge the items' final snapshots and write the outputs and the sidecar (the sidecar
+    last; nothing is left behind if writing fails). ``extra`` adds entries to the sidecar."""
+    from .core import run_metadata
+    from .core.engine import psnr as psnr_db
+
+    job, source, layout, reference = prep.job, prep.source, prep.layout, prep.reference
+    channel_axis, alpha, seed = prep.channel_axis, prep.alpha, prep.seed
     restored = layout.merge([s.image for s in finals])
     std = None
     if settings.method == "sgld":
@@ -557,14 +727,16 @@ def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
     outputs: dict[str, Any] = {}
     sidecar: dict[str, Any] = {
         **meta,
-        "input": input_info,
-        "mask": mask_info,
+        "input": prep.input_info,
+        "mask": prep.mask_info,
         "outputs": outputs,
         "run": {
             "stack": settings.stack,
             "channel_axis": settings.channel_axis,
             "output_dtype": settings.output_dtype,
             "keep_known": settings.keep_known,
+            "memory_budget_gib": settings.memory_budget,
+            "noise_model": settings.noise.get("noise_model", "gaussian"),
             "layout": layout.describe(),
             "items": layout.n_items,
             "item_shape": list(layout.item_shape),
@@ -582,6 +754,8 @@ def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
     sidecar["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     sidecar["command"] = settings.command
     sidecar["versions"] = vers
+    if extra:
+        sidecar.update(extra)
 
     with dio.OutputGroup() as group:
         tmp = group.add_image(image_out, restored, like=like, axes=out_axes)
@@ -592,7 +766,7 @@ def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
         group.add_json(job.sidecar, sidecar)
         group.commit()
 
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - prep.t0
     parts = [f"{sidecar['steps']} steps", f"{seconds:.1f} s", f"seed {seed}"]
     if "psnr" in sidecar:
         parts.append(f"PSNR {sidecar['psnr']['input']:.2f} -> {sidecar['psnr']['output']:.2f} dB")
@@ -641,13 +815,55 @@ def _check_existing(job: Job, settings: Settings) -> str | None:
     return None
 
 
-def _run(settings: Settings) -> int:
+def _precheck(job: Job, settings: Settings) -> Outcome | None:
+    """The outcome of a job that is not run (a planning problem or existing outputs)."""
+    if job.problem:
+        return Outcome(job, "failed", job.problem)
+    reason = _check_existing(job, settings)
+    if reason is not None:
+        return Outcome(job, "skipped", reason)
+    return None
+
+
+def _failure(job: Job, exc: BaseException) -> Outcome:
+    """A failed job's outcome, with the first line of the error as the reason."""
+    if isinstance(exc, dio.ImageReadError):
+        return Outcome(job, "failed", str(exc).removeprefix(f"{job.path}: "))
+    text = str(exc).strip().splitlines()
+    reason = text[0] if text else ""
+    return Outcome(job, "failed", reason or type(exc).__name__)
+
+
+def _report(outcome: Outcome, outcomes: list[Outcome], reporter: _Reporter) -> None:
+    outcomes.append(outcome)
+    job = outcome.job
+    if outcome.status == "done":
+        reporter.info(f"done     {job.name} -> {outcome.message}")
+    elif outcome.status == "skipped":
+        reporter.info(f"skipped  {job.name}: {outcome.message}")
+    else:
+        reporter.error(f"{PROG}: error: {job.name}: {outcome.message}")
+    reporter.advance()
+
+
+def _run(settings: Settings, runner: Any = None) -> int:
+    """Run the batch. ``runner(jobs, settings, reporter, report)``, when given, runs the jobs
+    that are neither skipped nor failed while planning, and calls ``report(outcome)`` once
+    per job; by default they run here, one after the other."""
     t0 = time.perf_counter()
     try:
         settings.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"{PROG}: error: -o {settings.outdir}: cannot create the folder ({exc})",
               file=sys.stderr)
+        return EXIT_USAGE
+    probe = dio.temp_path(settings.outdir / "write-check")
+    try:  # before any restoration: a batch must not fail only when it writes its results
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        print(f"{PROG}: error: -o {settings.outdir}: cannot write to the folder "
+              f"({exc.strerror or exc})", file=sys.stderr)
         return EXIT_USAGE
     jobs = _plan_jobs(settings)
     reporter = _Reporter(settings.quiet, len(jobs))
@@ -658,32 +874,28 @@ def _run(settings: Settings) -> int:
                                 "no images match this pattern"))
     interrupted = False
     try:
-        for job in jobs:
-            if job.problem:
-                outcome = Outcome(job, "failed", job.problem)
-            else:
-                reason = _check_existing(job, settings)
-                if reason is not None:
-                    outcome = Outcome(job, "skipped", reason)
-                else:
+        if runner is None:
+            for job in jobs:
+                outcome = _precheck(job, settings)
+                if outcome is None:
                     try:
                         outcome = _run_job(job, settings, reporter)
                     except KeyboardInterrupt:
                         raise
-                    except dio.ImageReadError as exc:
-                        outcome = Outcome(job, "failed", str(exc).removeprefix(f"{job.path}: "))
                     except Exception as exc:  # noqa: BLE001 - report and go on with the rest
-                        text = str(exc).strip().splitlines()
-                        reason = text[0] if text else ""
-                        outcome = Outcome(job, "failed", reason or type(exc).__name__)
-            outcomes.append(outcome)
-            if outcome.status == "done":
-                reporter.info(f"done     {job.name} -> {outcome.message}")
-            elif outcome.status == "skipped":
-                reporter.info(f"skipped  {job.name}: {outcome.message}")
-            else:
-                reporter.error(f"{PROG}: error: {job.name}: {outcome.message}")
-            reporter.advance()
+                        outcome = _failure(job, exc)
+                _report(outcome, outcomes, reporter)
+        else:
+            pending = []
+            for job in jobs:
+                outcome = _precheck(job, settings)
+                if outcome is None:
+                    pending.append(job)
+                else:
+                    _report(outcome, outcomes, reporter)
+            if pending:
+                runner(pending, settings, reporter,
+                       lambda outcome: _report(outcome, outcomes, reporter))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -721,6 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         settings = _resolve_settings(args, argv)
+        _apply_tile_size(args, settings)
+        runner = _cluster_runner(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -734,7 +948,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return _run(settings)
+        return _run(settings, runner)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

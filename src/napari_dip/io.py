@@ -196,6 +196,8 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; expected one of "
             f"{', '.join(IMAGE_SUFFIXES)}"
         )
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
@@ -659,8 +661,24 @@ class OutputGroup:
         raise KeyError(path)
 
     def commit(self) -> list[Path]:
-        for tmp, final in self._staged:
-            os.replace(tmp, final)
+        """Rename the files into place, the last one (the sidecar) last. An earlier version
+        of the last file is removed first, and if the renaming stops part-way (an error,
+        Ctrl-C) the files already renamed are removed: the last file never stands beside
+        files that are not its own group's."""
+        if self._staged and self._staged[-1][1].exists():
+            self._staged[-1][1].unlink()
+        done: list[Path] = []
+        try:
+            for tmp, final in self._staged:
+                os.replace(tmp, final)
+                done.append(final)
+        except BaseException:
+            for final in done:
+                try:
+                    final.unlink()
+                except OSError:
+                    pass
+            raise
         self.committed = True
         return [final for _, final in self._staged]
 
@@ -769,6 +787,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the file ({_first_line(exc)})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 text; binary files such as "
+                         "pickles are never loaded)") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -786,6 +807,8 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         seed = config.pop("seed", None)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise TypeError(f"{path}: seed: expected a non-negative integer, got {seed!r}")
+    if seed is not None and seed >= 2**63:
+        raise ValueError(f"{path}: seed: expected an integer in [0, 2**63), got {seed}")
     try:
         config_from_dict(config)
     except (TypeError, ValueError) as exc:

@@ -1,7 +1,9 @@
 """The layers a run shows: the restored image, the SGLD uncertainty and the history.
 
 Everything here runs in the main (Qt) thread, called from the worker's ``yielded`` slot.
-The result layer appears at the first snapshot and is then updated in place.
+The result layer appears at the first snapshot and is then updated in place. A run that
+fails leaves no half-made layer: :meth:`RunLayers.discard` removes the layers it added and
+gives the layers of an earlier run that it reused their earlier contents back.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class RunLayers:
         self._std_buffer: np.ndarray | None = None
         self._hist_buffer: np.ndarray | None = None
         self.history_steps: list[int] = []
+        # layers of an earlier run that this run reuses, with what they held before it
+        self._earlier: list[tuple[Any, dict[str, Any]]] = []
 
     # -- public --------------------------------------------------------------------------
     def show(self, frame: int, image: np.ndarray, variance: np.ndarray | None,
@@ -141,6 +145,23 @@ class RunLayers:
     def layers(self) -> list[Any]:
         return [x for x in (self.result, self.std, self.history) if x is not None]
 
+    def discard(self) -> None:
+        """Take back what this run did to the viewer (after a failure): remove the layers
+        it added, and give the layers of an earlier run that it reused what they held
+        before."""
+        layers = self.viewer.layers
+        for layer in (self.history, self.std, self.result):
+            if layer is None or layer not in layers:
+                continue
+            earlier = next((state for old, state in self._earlier if old is layer), None)
+            if earlier is None:
+                layers.remove(layer)
+            else:
+                for name, value in earlier.items():  # the data first, then its settings
+                    setattr(layer, name, value)
+        self.result = self.std = self.history = None
+        self._earlier = []
+
     # -- helpers -------------------------------------------------------------------------
     def _put(self, layer: Any, data: np.ndarray, name: str, role: str, *, scale=None,
              translate=None, **kwargs: Any) -> Any:
@@ -160,6 +181,12 @@ class RunLayers:
         for old in layers:
             if (old.name == name and old.metadata.get(ROLE_KEY) == role
                     and bool(getattr(old, "rgb", False)) == rgb and np.ndim(old.data) == data.ndim):
+                if not any(layer is old for layer, _ in self._earlier):
+                    self._earlier.append((old, {
+                        "data": old.data, "scale": tuple(old.scale),
+                        "translate": tuple(old.translate),
+                        "contrast_limits": tuple(old.contrast_limits),
+                        "metadata": dict(old.metadata)}))
                 old.data = data
                 old.scale = _fit_len(scale, ndim, 1.0)
                 old.translate = _fit_len(translate, ndim, 0.0)

@@ -616,9 +616,16 @@ class DIPWidget(Container):
             run.pbar.close()
         elapsed = time.perf_counter() - run.started
         last = run.last
+        # Stop pressed after the final snapshot of the last piece: the run is complete
+        complete = last is not None and last.snapshot.done and last.frame == last.n_frames - 1
 
         if run.cancelled:
             text = f"Stopped: {run.cancelled}."
+            if last is not None:  # the layers keep the latest estimate, marked as such
+                try:
+                    self._finalise_stopped(run, f"stopped: {run.cancelled}; latest estimate")
+                except Exception:  # noqa: BLE001 - the viewer may be closing
+                    log.debug("napari-dip: could not mark the layers", exc_info=True)
         elif run.failure is not None:
             msg = run.failure.message
             if run.failure.traceback:
@@ -626,9 +633,14 @@ class DIPWidget(Container):
             if run.failure.frame >= 0:  # else napari has already shown the exception
                 show_error(f"Deep Image Prior failed on '{run.source.name}': {msg}")
             text = f"Failed: {msg}"
-            if last is not None:
-                self._finalise_stopped(run, f"failed: {msg}")
-        elif run.stop_requested:
+            if run.layers.layers:  # no half-made result: the layers go back to before the run
+                try:
+                    run.layers.discard()
+                    text += "\nThe layers are as they were before the run."
+                except Exception:  # noqa: BLE001 - a layer problem must not kill the viewer
+                    log.exception("napari-dip: could not remove the partial result")
+                    self._finalise_stopped(run, f"failed: {msg}")
+        elif run.stop_requested and not complete:
             if last is None:
                 text = "Stopped before the first snapshot: no result."
             else:
@@ -662,7 +674,7 @@ class DIPWidget(Container):
         rec: dict[str, Any] = {
             "steps": int(snap.step), "stop_reason": snap.stop_reason,
             "best_step": snap.best_step, "elapsed": float(snap.elapsed),
-            "seed": snap.info.seed,
+            "seed": snap.info.seed, "complete": bool(snap.done),
         }
         if snap.samples:
             rec["samples"] = int(snap.samples)
@@ -694,7 +706,7 @@ class DIPWidget(Container):
                 md["samples"] = rec["samples"]
         else:
             frames = [dict(run.frames[k], index=k) for k in sorted(run.frames)]
-            done = sum(1 for r in frames if r.get("stop_reason"))
+            done = sum(1 for r in frames if r.get("complete"))
             reason = overall_reason or (
                 f"all {n} {_unit(run.mode)}s restored" if done == n else None)
             md = run_metadata(

@@ -297,3 +297,46 @@ def test_console_script_sample(tmp_path):
     assert side["input"]["sample"] == "noisy_camera" and side["seed"] == 0
     assert set(side["psnr"]) == {"input", "output"}
     assert read_image(out / "noisy_camera_dip.png").data.shape == (256, 256)
+
+
+def test_tile_size_and_memory_budget(tmp_path, capsys):
+    src = tmp_path / "wide.tif"
+    tifffile.imwrite(src, _noisy((24, 64), np.uint16), photometric="minisblack")
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), *FAST, "--seed", "0", "--tile-size", "32",
+                 "--option", "tile_overlap=8"]) == 0
+    side = json.loads((out / "wide_dip.json").read_text())
+    assert side["tiling"] == {"tiles": 3, "tile_shape": [24, 32], "overlap": 8}
+    assert side["config"]["tile_size"] == 32
+    restored = tifffile.imread(out / "wide_dip.tif")
+    assert restored.shape == (24, 64) and restored.dtype == np.uint16
+    # the budget reaches the engine: a generous one keeps the image whole ...
+    out2 = tmp_path / "out2"
+    assert main([str(src), "-o", str(out2), *FAST, "--memory-budget", "4"]) == 0
+    side = json.loads((out2 / "wide_dip.json").read_text())
+    assert "tiling" not in side and side["run"]["memory_budget_gib"] == 4
+    # ... an impossible one fails the image with a message naming it; a bad value is a
+    # usage error
+    capsys.readouterr()
+    assert main([str(src), "-o", str(tmp_path / "out3"), *FAST, "--memory-budget",
+                 "0.000001"]) == 1
+    assert "memory_budget" in capsys.readouterr().err
+    assert main([str(src), "-o", str(tmp_path / "out4"), *FAST, "--memory-budget", "0"]) == 2
+    assert "--memory-budget" in capsys.readouterr().err
+
+
+def test_poisson_gaussian_noise_model(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    raw = (100 + 2 * rng.poisson(20, (32, 32)) + rng.normal(0, 3, (32, 32))).astype(np.uint16)
+    src = tmp_path / "cells.tif"
+    tifffile.imwrite(src, raw, photometric="minisblack")
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), *FAST, "--noise-model", "poisson-gaussian",
+                 "--gain", "2", "--read-noise", "3"]) == 0
+    side = json.loads((out / "cells_dip.json").read_text())
+    assert side["noise_model"]["model"] == "poisson-gaussian" and side["noise_model"]["gain"] == 2
+    restored = tifffile.imread(out / "cells_dip.tif")
+    assert restored.dtype == np.uint16 and abs(float(restored.mean()) - raw.mean()) < 10
+    capsys.readouterr()
+    assert main([str(src), "-o", str(tmp_path / "o2"), *FAST, "--gain", "2"]) == 2
+    assert "--gain" in capsys.readouterr().err

@@ -224,3 +224,40 @@ def test_ensemble_members_average_and_pool_sgld_chains(camera_crop):
                          burn_in=20, thinning=5, members=3))
     assert snaps[-1].samples == 3 * 4  # three chains, four kept steps each
     assert snaps[-1].variance.shape == noisy.shape and (snaps[-1].variance > 0).all()
+
+
+def test_poisson_gaussian_noise_model_maps_back_to_the_image_units():
+    from skimage import data
+
+    clean = data.cell()[:48, :48].astype(np.float64)
+    clean /= clean.max()
+    rng = np.random.default_rng(0)
+    raw = (100 + 2 * rng.poisson(30 * clean) + rng.normal(0, 3, clean.shape)).astype(np.float32)
+    truth = (100 + 60 * clean).astype(np.float32)
+    res = restore(raw, preset="fast", width=8, steps=60, seed=0, reference=truth,
+                  noise_model="poisson-gaussian", gain=2.0, read_noise=3.0)
+    # back in the raw units (about 100 + 60 * intensity), denoised
+    assert res.image.dtype == np.float32 and abs(res.image.mean() - raw.mean()) < 3
+    assert res.psnr > _psnr(raw, truth) + 2
+    assert res.metadata()["noise_model"] == {"model": "poisson-gaussian", "gain": 2.0,
+                                             "sigma": 3.0, "offset": 0.0, "estimated": []}
+    est = restore(raw, preset="fast", width=8, steps=5, seed=0, noise_model="poisson-gaussian")
+    assert sorted(est.metadata()["noise_model"]["estimated"]) == ["gain", "sigma"]
+    sg = restore(raw.astype(np.uint16), method="sgld", preset="fast", width=8, steps=30, seed=0,
+                 noise_model="poisson-gaussian", gain=2.0, read_noise=3.0)
+    assert sg.image.dtype == np.uint16 and (sg.variance > 0).all()
+    # the variance is in raw units squared: a stabilised variance of about 1e-3 (normalised)
+    # times the raw noise scale (gain 2 per photon), not in normalised or stabilised units
+    assert 0.01 < float(np.median(sg.variance)) < 100
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(noise_model="poisson"), "noise_model"),
+    (dict(noise_model="poisson-gaussian", gain=-1.0), "gain"),
+    (dict(noise_model="poisson-gaussian", read_noise=-1.0), "read_noise"),
+    (dict(gain=2.0), "gain"),
+])
+def test_noise_model_arguments_are_checked(kwargs, name):
+    raw = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match=name):
+        iterate(raw, preset="fast", steps=2, **kwargs)

@@ -41,6 +41,7 @@ class RunInfo:
     parameters: int
     notes: list[str] = field(default_factory=list)
     tiles: dict[str, Any] | None = None
+    noise: dict[str, Any] | None = None
 
 
 @dataclass

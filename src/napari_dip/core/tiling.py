@@ -3,7 +3,7 @@ out-of-memory fallback.
 
 A DIP net keeps every activation of one forward pass for the backward pass, so its memory
 grows with ``width x pixels``: the papers' net needs about 2 GiB at 512 x 512 and would
-need about 140 GiB at 4096 x 4096. :func:`run` estimates what a run needs, compares it with
+need about 150 GiB at 4096 x 4096. :func:`run` estimates what a run needs, compares it with
 a memory budget (by default what the device has free) and, when the image does not fit,
 restores it in overlapping tiles, one after the other, and blends them with weights that
 sum to one everywhere (raised-cosine ramps centred in every overlap), so that no seam is
@@ -26,12 +26,16 @@ from .config import DIPConfig, SGLDConfig
 from .device import release
 from .nets import SkipNet, axis_levels
 
-# Bytes per pixel and per channel of net width that one training step keeps alive
-# (activations, their gradients, temporaries). Fitted to measured peaks of the papers'
-# net (width 128) on CUDA: 2.14 GiB at 512 x 512 in float32; bfloat16 autocast needs
-# about 0.65 of that (see benchmarks/RESULTS.md).
-ACTIVATION_BYTES = 70.0
-BF16_FACTOR = 0.65
+# Bytes per pixel that one training step keeps alive (activations, their gradients,
+# temporaries): ACTIVATION_BYTES per channel of net width plus ACTIVATION_BASE, fitted to
+# measured CUDA peaks on an NVIDIA H200 (benchmarks/RESULTS.md): the papers' net (width
+# 128) at 512 x 512 RGB, 2.15 GiB in float32 and 1.36 GiB with bfloat16 autocast, and the
+# fast preset (width 32) at 2912 x 2912 grey, 23.1 GiB. MARGIN covers the allocator's
+# rounding and fragmentation: the estimate lands 5-10 % above those peaks.
+ACTIVATION_BYTES = 48.0
+ACTIVATION_BASE = 1110.0
+BF16_FACTOR = 0.55
+MARGIN = 1.05
 # Bytes per parameter: weights, gradients, Adam's two moments, and the three copies the
 # backtracking keeps.
 PARAMETER_BYTES = 28
@@ -166,12 +170,12 @@ class Mosaic:
 def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
                     device_type: str = "cuda") -> int:
     """Bytes a run of ``cfg`` on an image of ``spatial`` shape with ``channels`` channels
-    needs on the device (an estimate, within about 20 % of measured CUDA peaks)."""
+    needs on the device (an estimate, 5-10 % above measured CUDA peaks)."""
     levels = axis_levels(tuple(spatial), cfg.scales)
     pads = arrays.pad_amounts(tuple(spatial), levels)
     padded = [s + a + b for s, (a, b) in zip(spatial, pads)]
     pixels = float(np.prod(padded))
-    act = ACTIVATION_BYTES * max(cfg.width, cfg.input_channels) * pixels * cfg.members
+    act = (ACTIVATION_BYTES * cfg.width + ACTIVATION_BASE) * pixels * cfg.members
     if cfg.precision == "bfloat16" and device_type == "cuda":
         act *= BF16_FACTOR
     with torch.device("meta"):
@@ -182,7 +186,7 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
     buffers = 4.0 * pixels * (channels * (images + cfg.members)
                               + 2 * cfg.input_channels * cfg.members)
-    return int(act + buffers + PARAMETER_BYTES * params)
+    return int(MARGIN * (act + buffers + PARAMETER_BYTES * params))
 
 
 def device_budget(device: torch.device) -> int:

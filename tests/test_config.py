@@ -66,3 +66,9 @@ def test_config_override_through_resolve():
                          options={"burn_in": 10})
     assert isinstance(cfg, SGLDConfig) and cfg.steps == 50 and cfg.burn_in == 10
     assert json.loads(cfg.to_json())["method"] == "sgld"
+
+
+@pytest.mark.parametrize("key", ["stop_window", "snapshot_every", "steps", "members"])
+def test_huge_values_are_refused_naming_the_key(key):
+    with pytest.raises(ValueError, match=key):
+        make_config("dip", "fast", **{key: 10**15})

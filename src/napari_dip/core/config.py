@@ -273,15 +273,15 @@ def config_from_json(text: str) -> DIPConfig:
 # validation
 # ---------------------------------------------------------------------------------------
 _INT_RANGES: dict[str, tuple[int, int | None]] = {
-    "steps": (1, None),
+    "steps": (1, 10_000_000),
     "width": (1, 4096),
     "scales": (1, 8),
     "skip_channels": (0, 4096),
     "input_channels": (1, 4096),
-    "stop_window": (2, None),
+    "stop_window": (2, 10_000),
     "stop_patience": (1, None),
     "stop_warmup": (0, None),
-    "snapshot_every": (1, None),
+    "snapshot_every": (1, 1_000_000),
     "burn_in": (0, None),
     "thinning": (1, None),
     "tile_size": (0, None),

@@ -161,6 +161,26 @@ def test_out_of_memory_restarts_with_smaller_tiles(monkeypatch):
     assert res.image.shape == noisy.shape and np.isfinite(res.image).all()
 
 
+def test_step_count_never_goes_back_after_an_out_of_memory_restart(monkeypatch):
+    # memory runs out only after the first snapshot of the whole-image run
+    forward = engine.SkipNet.forward
+    calls = {"n": 0}
+
+    def late_failure(self, z):
+        calls["n"] += 1
+        if z.shape[-1] * z.shape[-2] > 40 * 40 and calls["n"] > 12:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return forward(self, z)
+
+    monkeypatch.setattr(engine.SkipNet, "forward", late_failure)
+    _, noisy = _noisy((64, 64))
+    snaps = list(iterate(noisy, steps=20, tile_overlap=4, snapshot_every=10, **TINY))
+    steps = [s.step for s in snaps]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps), steps
+    assert snaps[0].tiles == 1 and snaps[-1].tiles > 1 and snaps[-1].done
+    assert any("after 10 steps" in n for n in snaps[-1].info.notes)
+
+
 def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(monkeypatch):
     def no_memory(self, z):
         raise torch.OutOfMemoryError("CUDA out of memory")

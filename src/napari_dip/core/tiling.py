@@ -284,16 +284,22 @@ def run(
                      f"{estimate_memory(cfg, spatial, channels, device.type) / 2**30:.1f} GiB "
                      f"(budget {budget / 2**30:.1f} GiB)" if cfg.tile_size == 0 else
                      f"tiled: tile_size={cfg.tile_size}")
+    offset = 0  # steps reported before a restart: the count goes on from there
     while True:
+        reported = offset
         try:
             if edge is None:
-                for snap in engine.run(prep, cfg, device=device, seed=seed,
-                                       output_dtype=output_dtype, keep_known=keep_known):
-                    snap.info.notes.extend(n for n in notes if n not in snap.info.notes)
-                    yield snap
+                source = engine.run(prep, cfg, device=device, seed=seed,
+                                    output_dtype=output_dtype, keep_known=keep_known)
             else:
-                yield from _run_tiles(prep, cfg, edge, notes, device=device, seed=seed,
-                                      output_dtype=output_dtype, keep_known=keep_known)
+                source = _run_tiles(prep, cfg, edge, notes, device=device, seed=seed,
+                                    output_dtype=output_dtype, keep_known=keep_known)
+            for snap in source:
+                snap.info.notes.extend(n for n in notes if n not in snap.info.notes)
+                snap.step += offset
+                snap.max_steps += offset
+                reported = snap.step
+                yield snap
             return
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled
             if not is_out_of_memory(exc):
@@ -309,8 +315,10 @@ def run(
                     f"preset"
                 ) from exc
             notes.append(f"out of memory with {'the whole image' if edge is None else f'tiles of {edge}'}"
-                         f" ({type(exc).__name__}); started again with tiles of {smaller}")
+                         f" ({type(exc).__name__}) after {reported} steps; started again with "
+                         f"tiles of {smaller}")
             edge = smaller
+            offset = reported
 
 
 def _run_tiles(

@@ -353,3 +353,14 @@ def test_worker_killed_mid_batch_every_output_once(tmp_path, capsys, monkeypatch
     assert "local cluster, 2 workers" in captured.out
     _check_outputs(out, stems)
     assert sorted(commits) == sorted(f"{s}_dip.json" for s in stems)  # each written once
+
+
+def test_images_with_a_noise_model_go_to_one_worker_whole():
+    from napari_dip.core.config import make_config
+    from napari_dip.distributed import tiles_wanted
+
+    cfg = make_config("dip", "fast", tile_size=32, tile_overlap=8)
+    assert tiles_wanted(cfg, (64, 64))
+    assert tiles_wanted(cfg, (64, 64), {"noise_model": "gaussian"})
+    assert not tiles_wanted(cfg, (64, 64), {"noise_model": "poisson-gaussian"})
+    assert not tiles_wanted(cfg, (32, 32))

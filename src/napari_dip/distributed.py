@@ -497,9 +497,13 @@ def _tile_task(payload: dict[str, Any]) -> ItemResult:
 # ---------------------------------------------------------------------------------------
 # tiles: cut on the client, restored on the workers, blended on the client
 # ---------------------------------------------------------------------------------------
-def tiles_wanted(cfg: Any, spatial: Sequence[int]) -> bool:
-    """Whether an image of this spatial shape is cut into tiles (``cfg.tile_size`` set and
-    smaller than the image)."""
+def tiles_wanted(cfg: Any, spatial: Sequence[int], kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether an image of this spatial shape is cut into tiles on the client
+    (``cfg.tile_size`` set and smaller than the image). An image with a noise model other
+    than Gaussian goes to one worker whole (its transformation needs the whole image; the
+    worker still tiles it itself)."""
+    if kwargs and kwargs.get("noise_model", "gaussian") != "gaussian":
+        return False
     size = int(getattr(cfg, "tile_size", 0) or 0)
     return size > 0 and size < max(spatial)
 
@@ -845,7 +849,7 @@ def restore_as_completed(
                 kw["channel_axis"] = file_axis
             spatial = _spatial_shape(data, kw.get("channel_axis"))
             token = (i, seeds[i], cfg.to_dict(), np.asarray(data), mask_list[i], kw)
-            if tiles_wanted(cfg, spatial):
+            if tiles_wanted(cfg, spatial, kw):
                 state.tiled = TiledImage(
                     data, cfg, mask=mask_list[i], channel_axis=kw.get("channel_axis"),
                     reference=kw.get("reference"), seed=seeds[i],
@@ -1082,7 +1086,7 @@ def _run_cli_jobs(conn: Connection, jobs: list[Any], settings: Any,
                     kwargs = cli._item_kwargs(prep, index, settings)
                     kwargs["device"] = conn.device
                     spatial = _spatial_shape(item, kwargs.get("channel_axis"))
-                    if tiles_wanted(settings.cfg, spatial):
+                    if tiles_wanted(settings.cfg, spatial, kwargs):
                         tiled = TiledImage(
                             item, settings.cfg, mask=kwargs.get("mask"),
                             channel_axis=kwargs.get("channel_axis"),

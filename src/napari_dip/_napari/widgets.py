@@ -3,11 +3,14 @@
 Pick an image layer (and, to fill in missing pixels, a labels layer whose painted pixels
 mark them), choose DIP or SGLD-DIP and a preset, press Run: the result layer appears at
 the first snapshot and improves in place while the run goes on in a background thread.
+With a Dask scheduler (advanced settings), the frames or slices of a stack are tasks on a
+Dask cluster instead, and each one appears in the result layer when its task finishes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,12 +36,16 @@ from ..core import make_config, run_metadata
 from ..core.device import device_name, resolve_device, resolve_seed
 from . import layers as _layers
 from .worker import (
+    SCHEDULER_FIELD,
+    ClusterStatus,
     Failure,
     RunRequest,
     Update,
     mask_for_frame,
+    parse_scheduler,
     plan_frames,
     restore_frames,
+    restore_frames_dask,
     start_worker,
 )
 
@@ -95,6 +102,17 @@ def format_seconds(seconds: float) -> str:
 
 
 @dataclass
+class _DaskRun:
+    """The Dask side of a run whose pieces are tasks on a cluster."""
+
+    requested: str  # the text of the Dask scheduler field
+    stop: threading.Event = field(default_factory=threading.Event)
+    description: str | None = None
+    address: str | None = None
+    connected: float | None = None  # perf_counter() when the cluster was ready
+
+
+@dataclass
 class _Run:
     """State of the run in progress (main thread only)."""
 
@@ -121,6 +139,15 @@ class _Run:
     pending: deque = field(default_factory=deque)
     draining: bool = False
     finish_pending: bool = False
+    dask: _DaskRun | None = None  # set when the pieces run on a Dask cluster
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.request.plan)
+
+    @property
+    def frames_done(self) -> int:
+        return sum(1 for r in self.frames.values() if r.get("complete"))
 
 
 class DIPWidget(Container):
@@ -230,13 +257,23 @@ class DIPWidget(Container):
             name="keep_known", text="keep known pixels unchanged", value=False,
             tooltip="With a mask: copy the pixels that are not missing into the result "
                     "unchanged (for clean images); else they are denoised too.")
+        self.dask_scheduler = LineEdit(
+            name="dask_scheduler", label=SCHEDULER_FIELD, value="",
+            tooltip="Frames and slices only: run each one as a task on a Dask cluster; each "
+                    "appears when its task is done.\n"
+                    "empty: run here, one after another;\n"
+                    "local or local:N: start a cluster of N worker processes on this "
+                    "machine (closed at the end);\n"
+                    "tcp://host:8786 (or a scheduler file .json): a running scheduler.\n"
+                    "Needs Dask: pip install \"napari-dip[cluster]\".")
+        self.dask_scheduler.native.setPlaceholderText("run here (or local:N, tcp://\u2026)")
         for w in (self.learning_rate, self.jitter, self.ema):
             w.native.setDecimals(4)
         self.advanced = Container(
             name="advanced", labels=True,
             widgets=[self.net_width, self.net_scales, self.learning_rate, self.jitter,
                      self.ema, self.burn_in, self.thinning, self.snapshot_every,
-                     self.keep_known],
+                     self.keep_known, self.dask_scheduler],
         )
         self.advanced.native.layout().setContentsMargins(16, 0, 0, 4)
         self.advanced.visible = False
@@ -445,6 +482,11 @@ class DIPWidget(Container):
             opts["keep_known"] = bool(self.keep_known.value)
         return opts
 
+    def scheduler(self) -> str | None:
+        """The text of the Dask scheduler field, or None when it is empty (run here)."""
+        text = str(self.dask_scheduler.value).strip()
+        return text or None
+
     # -- run / stop -----------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -470,12 +512,17 @@ class DIPWidget(Container):
             channel_axis = -1 if source.rgb else self.channels.value
             data = source.data
             plan = plan_frames(tuple(np.shape(data)), channel_axis, self.mode.value)
+            scheduler = self.scheduler()
+            # a cluster runs the pieces of a stack; a whole image stays here (live snapshots)
+            spec = parse_scheduler(scheduler) if scheduler and plan.lead_axes else None
             mask = None
             if mask_layer is not None:
                 mask = np.asarray(mask_layer.data) != 0  # a private copy
                 mask_for_frame(mask, tuple(np.shape(data)), plan, 0)  # checks the shape
             request = RunRequest(data=data, mask=mask, plan=plan, options=opts)
             first = request.engine(0)  # checks every argument now
+            if spec is not None:  # the tasks make their own engines
+                first.close()
         except Exception as exc:  # noqa: BLE001 - bad settings or data: tell the user
             if not isinstance(exc, (ValueError, TypeError)):
                 log.exception("napari-dip: could not start the run")
@@ -486,21 +533,36 @@ class DIPWidget(Container):
         method = opts["method"]
         n = len(plan)
         max_steps = int(opts["steps"])
-        pbar = progress(total=max_steps * n,
+        unit = _unit(self.mode.value)
+        pbar = progress(total=n if spec is not None else max_steps * n,
                         desc=f"{_layers.METHOD_TAGS[method]} on '{source.name}'")
         run_layers = _layers.RunLayers(self._viewer, source, method=method,
                                        frames=plan.indices,
                                        keep_history=bool(self.keep_history.value))
-        steps = restore_frames(request, first)
         self._run = run = _Run(
-            worker=None, steps=steps, first=first, request=request, layers=run_layers,
+            worker=None, steps=None, first=first, request=request, layers=run_layers,
             source=source, mask=mask_layer, method=method, mode=self.mode.value, pbar=pbar,
             seed=opts["seed"],
         )
+        if spec is None:
+            run.steps = restore_frames(request, first)
+        else:
+            run.dask = _DaskRun(requested=str(scheduler))
+
+            def should_stop() -> bool:  # polled in the worker thread
+                return run.dask.stop.is_set() or bool(
+                    getattr(run.worker, "abort_requested", False))
+
+            run.steps = restore_frames_dask(request, spec, should_stop=should_stop)
         self.stop_button.enabled = True
-        self._set_status(f"Starting {_layers.METHOD_TAGS[method]} on '{source.name}'"
-                         + (f" ({n} {_unit(self.mode.value)}s)" if n > 1 else "") + " \u2026")
-        run.worker = start_worker(steps, connect={
+        text = (f"Starting {_layers.METHOD_TAGS[method]} on '{source.name}'"
+                + (f" ({n} {unit}s)" if n > 1 else ""))
+        if spec is not None:
+            text += f" on the Dask scheduler '{scheduler}'"
+        self._set_status(text + " \u2026" + (
+            f"\n{SCHEDULER_FIELD}: used for frames and slices only; this run goes on here."
+            if scheduler and spec is None else ""))
+        run.worker = start_worker(run.steps, connect={
             "yielded": self._on_yielded,
             "returned": self._on_returned,
             "errored": self._on_errored,
@@ -515,8 +577,14 @@ class DIPWidget(Container):
         if run is None or run.finished:
             return
         run.stop_requested = True
-        run.worker.quit()
         self.stop_button.enabled = False
+        if run.dask is not None:
+            # the worker thread cancels the tasks and closes its cluster itself
+            run.dask.stop.set()
+            self._set_status(f"Stopping: cancelling the {_unit(run.mode)}s not done yet "
+                             "\u2026")
+            return
+        run.worker.quit()
         self._set_status("Stopping after the current snapshot \u2026")
 
     def _cancel(self, reason: str) -> None:
@@ -525,6 +593,9 @@ class DIPWidget(Container):
         if run is None or run.finished:
             return
         run.cancelled = reason
+        if run.dask is not None:  # the worker thread cancels the tasks, closes its cluster
+            run.dask.stop.set()
+            return
         run.worker.quit()
 
     def _on_destroyed(self, *_: Any) -> None:
@@ -559,7 +630,11 @@ class DIPWidget(Container):
         run.draining = True
         try:
             while run.pending and not run.cancelled:
-                self._show(run, run.pending.popleft())
+                item = run.pending.popleft()
+                if isinstance(item, ClusterStatus):
+                    self._show_cluster(run, item)
+                else:
+                    self._show(run, item)
         finally:
             run.draining = False
         if run.finish_pending:
@@ -577,12 +652,29 @@ class DIPWidget(Container):
             return
         run.frames[update.frame] = self._frame_record(run, update)
         self._store_metadata(run)
+        if run.dask is not None:
+            self._set_status(self._dask_progress_text(run, update))
+            if run.pbar is not None:
+                run.pbar.set_description(
+                    f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}' (Dask)")
+                run.pbar.update(max(0, run.frames_done - run.pbar.n))
+            return
         self._set_status(self._progress_text(run, update))
         if run.pbar is not None:
             done = update.frame * snap.max_steps + (snap.max_steps if snap.done else snap.step)
             run.pbar.set_description(
                 f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}': loss {snap.loss:.2e}")
             run.pbar.update(max(0, done - run.pbar.n))
+
+    def _show_cluster(self, run: _Run, item: ClusterStatus) -> None:
+        if item.description is None:
+            self._set_status(item.text)
+            return
+        run.dask.description, run.dask.address = item.description, item.address
+        run.dask.connected = time.perf_counter()
+        n, unit = run.n_frames, _unit(run.mode)
+        self._set_status(f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}' on "
+                         f"{item.description}\n{run.frames_done}/{n} {unit}s done \u2026")
 
     def _on_returned(self, value: Any) -> None:
         if self._run is not None and isinstance(value, Failure):
@@ -618,16 +710,23 @@ class DIPWidget(Container):
         last = run.last
         # Stop pressed after the final snapshot of the last piece: the run is complete
         complete = last is not None and last.snapshot.done and last.frame == last.n_frames - 1
+        unit = _unit(run.mode)
+        if run.dask is not None:  # pieces finish in any order
+            complete = run.frames_done == run.n_frames
+            done_text = f"{run.frames_done} of {run.n_frames} {unit}s restored"
 
         if run.cancelled:
             text = f"Stopped: {run.cancelled}."
             if last is not None:  # the layers keep the latest estimate, marked as such
+                kept = "latest estimate" if run.dask is None else done_text
                 try:
-                    self._finalise_stopped(run, f"stopped: {run.cancelled}; latest estimate")
+                    self._finalise_stopped(run, f"stopped: {run.cancelled}; {kept}")
                 except Exception:  # noqa: BLE001 - the viewer may be closing
                     log.debug("napari-dip: could not mark the layers", exc_info=True)
         elif run.failure is not None:
             msg = run.failure.message
+            if run.dask is not None and run.failure.scope == "frame":
+                msg = f"{unit} {run.failure.frame + 1}/{run.n_frames} on the cluster: {msg}"
             if run.failure.traceback:
                 log.error("napari-dip run failed:\n%s", run.failure.traceback)
             if run.failure.frame >= 0:  # else napari has already shown the exception
@@ -640,6 +739,15 @@ class DIPWidget(Container):
                 except Exception:  # noqa: BLE001 - a layer problem must not kill the viewer
                     log.exception("napari-dip: could not remove the partial result")
                     self._finalise_stopped(run, f"failed: {msg}")
+        elif run.stop_requested and not complete and run.dask is not None:
+            if last is None:
+                text = f"Stopped before any {unit} was done: no result."
+            else:
+                self._finalise_stopped(
+                    run, f"stopped by the user with {done_text}; the others are empty")
+                text = (f"Stopped after {format_seconds(elapsed)}: {done_text} in "
+                        f"'{run.layers.result.name}'; the others were cancelled and are "
+                        f"empty.")
         elif run.stop_requested and not complete:
             if last is None:
                 text = "Stopped before the first snapshot: no result."
@@ -657,8 +765,9 @@ class DIPWidget(Container):
             pieces = f" in {last.n_frames} {_unit(run.mode)}s" if last.n_frames > 1 else ""
             reason = snap.stop_reason if last.n_frames == 1 else \
                 f"all {last.n_frames} {_unit(run.mode)}s restored"
+            where = snap.info.device if run.dask is None else run.dask.description
             text = (f"Done in {format_seconds(elapsed)}: {total} steps{pieces} on "
-                    f"{snap.info.device}, seed {snap.info.seed}.\n{_sentence(reason)}")
+                    f"{where}, seed {snap.info.seed}.\n{_sentence(reason)}")
         else:
             text = "Finished without a result."
         self._set_status(text)
@@ -680,6 +789,8 @@ class DIPWidget(Container):
             rec["samples"] = int(snap.samples)
         if update.n_frames > 1:
             rec["position"] = list(run.request.plan.positions[update.frame])
+        if update.worker is not None:
+            rec["worker"] = update.worker
         return rec
 
     def _finalise_stopped(self, run: _Run, reason: str) -> None:
@@ -723,6 +834,13 @@ class DIPWidget(Container):
             mask_layer=None if run.mask is None else str(run.mask.name),
             mode=run.mode,
         )
+        if run.dask is not None:
+            md["cluster"] = {
+                "requested": run.dask.requested, "scheduler": run.dask.address,
+                "description": run.dask.description, "tasks": n,
+                "workers": sorted({r["worker"] for r in run.frames.values()
+                                   if r.get("worker")}),
+            }
         std_md = dict(md, quantity="posterior standard deviation (input units)"
                       + (", RGB channels pooled" if run.layers.rgb else ""))
         hist_md = dict(md, quantity="snapshots along the first axis")
@@ -746,6 +864,20 @@ class DIPWidget(Container):
                 f"({snap.info.device})\n"
                 f"{piece}step {snap.step}/{snap.max_steps} \u00b7 loss {snap.loss:.2e}{extra}\n"
                 f"{format_seconds(elapsed)} elapsed \u00b7 {bound}{left} left")
+
+    @staticmethod
+    def _dask_progress_text(run: _Run, update: Update) -> str:
+        n, done, unit = run.n_frames, run.frames_done, _unit(run.mode)
+        now = time.perf_counter()
+        elapsed = now - run.started
+        working = now - (run.dask.connected or run.started)  # not counting the start-up
+        left = format_seconds(working / max(done, 1) * (n - done))
+        snap = update.snapshot
+        return (f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}' on "
+                f"{run.dask.description}\n"
+                f"{done}/{n} {unit}s done \u00b7 last: {unit} {update.frame + 1} "
+                f"({snap.step} steps, loss {snap.loss:.2e})\n"
+                f"{format_seconds(elapsed)} elapsed \u00b7 about {left} left")
 
     def _set_status(self, text: str) -> None:
         try:

@@ -3,16 +3,21 @@
 :func:`plan_frames` splits an n-D layer into the 2-D/3-D pieces the engine restores one
 at a time; :func:`restore_frames` is the generator that runs them, yielding an
 :class:`Update` at every engine snapshot; :func:`start_worker` wraps it in a napari
-``thread_worker``. Nothing here touches layers: the widget does that in the worker's
-``yielded`` and ``finished`` slots, in the main thread.
+``thread_worker``. :func:`restore_frames_dask` does the same work on a Dask cluster: every
+piece is a task, and a piece is yielded once, when its task finishes, in completion order.
+Nothing here touches layers: the widget does that in the worker's ``yielded`` and
+``finished`` slots, in the main thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import numpy as np
 
@@ -127,20 +132,27 @@ def mask_for_frame(mask: np.ndarray | None, shape: tuple[int, ...], plan: FrameP
 
 @dataclass
 class Update:
-    """What the worker yields at every engine snapshot."""
+    """What the worker yields at every engine snapshot (on a Dask cluster: the final
+    snapshot of each piece, and the ``worker`` that restored it)."""
 
     frame: int
     n_frames: int
     snapshot: Snapshot
+    worker: str | None = None
 
 
 @dataclass
 class Failure:
-    """What the worker returns when the engine raised an error."""
+    """What the worker returns when the engine raised an error.
+
+    ``scope`` is ``"frame"`` when piece ``frame`` failed, ``"cluster"`` when the Dask
+    scheduler could not be reached or started.
+    """
 
     frame: int
     error: BaseException
     traceback: str = field(repr=False, default="")
+    scope: str = "frame"
 
     @property
     def message(self) -> str:
@@ -200,6 +212,200 @@ def restore_frames(request: RunRequest, first: Iterator[Snapshot] | None = None
             if gen is not None:
                 gen.close()
     return None
+
+
+# ---------------------------------------------------------------------------------------
+# the pieces as tasks on a Dask cluster
+# ---------------------------------------------------------------------------------------
+#: The label of the widget's field that names the scheduler (errors start with it).
+SCHEDULER_FIELD = "Dask scheduler"
+#: Seconds to wait for a scheduler given by its address or scheduler file.
+CONNECT_TIMEOUT = 10.0
+_SCHEDULER_EXPECTED = ("'local', 'local:N' (N >= 1 worker processes on this machine), a "
+                       "scheduler address such as 'tcp://host:8786', a scheduler file (.json), "
+                       "or nothing to run here")
+
+
+@dataclass
+class ClusterStatus:
+    """What the Dask path yields besides finished pieces: a line for the status, and once
+    connected, the cluster's ``description`` and scheduler ``address``."""
+
+    text: str
+    description: str | None = None
+    address: str | None = None
+
+
+def parse_scheduler(text: str) -> Any:
+    """Check the text of the Dask scheduler field and import Dask distributed.
+
+    Returns a :class:`napari_dip.distributed.ClusterSpec`. Raises ValueError, naming the
+    field, for text that is not a cluster or when Dask is not installed.
+    """
+    from .. import distributed as dd
+
+    value = str(text).strip()
+    try:
+        spec = dd.parse_cluster(value, name=SCHEDULER_FIELD)
+    except ValueError as exc:
+        detail = str(exc)
+        if "scheduler file" in detail:  # a .json path that does not exist
+            raise ValueError(detail) from None
+        raise ValueError(f"{SCHEDULER_FIELD}: expected {_SCHEDULER_EXPECTED}; got {value!r}") \
+            from None
+    try:
+        import distributed  # noqa: F401 - optional; imported only when a scheduler is named
+    except ImportError:
+        raise ValueError(
+            f"{SCHEDULER_FIELD}: {value!r} needs Dask distributed, which is not installed; "
+            f"install it with {dd.INSTALL_HINT}, or clear the field to run here") from None
+    return spec
+
+
+def restore_frames_dask(request: RunRequest, spec: Any, *, should_stop: Callable[[], bool],
+                        poll: float = 0.1, retries: int = 1
+                        ) -> Generator[Update | ClusterStatus, None, Failure | None]:
+    """Restore every piece of ``request`` as a task on a Dask cluster.
+
+    ``spec`` comes from :func:`parse_scheduler`. Yields :class:`ClusterStatus` lines while
+    connecting, then an :class:`Update` with the final snapshot of each piece as its task
+    finishes (completion order). At most twice as many tasks as the workers can run are
+    sent at a time. ``should_stop`` is polled while waiting: when it turns true, the tasks
+    not done are cancelled and the generator returns None. A piece that fails (after
+    ``retries``) cancels the rest and is returned as a :class:`Failure`; so is a scheduler
+    that cannot be reached. A local cluster started here is closed before the end.
+    """
+    from .. import distributed as dd
+
+    n = len(request.plan)
+    local = spec.kind == "local"
+    device = str(request.options.get("device", "auto"))
+    with contextlib.ExitStack() as stack:
+        where = spec.describe()
+        try:
+            target: Any = spec
+            if local:
+                yield ClusterStatus(f"Starting a local Dask cluster ({where}) \u2026")
+            else:
+                yield ClusterStatus(f"Connecting to the Dask scheduler {where} \u2026")
+                target = _open_client(spec)
+                stack.callback(_close_quietly, target)
+                if not _has_workers(target):
+                    yield ClusterStatus(f"Waiting for workers to join the Dask scheduler at "
+                                        f"{target.scheduler.address} \u2026")
+                    while not _has_workers(target):
+                        if should_stop():
+                            return None
+                        time.sleep(max(poll, 0.25))
+            conn = stack.enter_context(dd.connect(target, device=device, tasks=n))
+        except Exception as exc:  # noqa: BLE001 - reported to the user by the widget
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            error = RuntimeError(f"{SCHEDULER_FIELD}: cannot {'start' if local else 'reach'} "
+                                 f"{where!r} ({reason}); expected {_SCHEDULER_EXPECTED}")
+            return Failure(0, error, traceback.format_exc(), scope="cluster")
+        yield ClusterStatus(f"Connected: {conn.description}", conn.description,
+                            conn.scheduler_address)
+        failure = yield from _run_tasks(request, conn, should_stop, poll, retries)
+        if failure is None and local and not should_stop():
+            yield ClusterStatus("Closing the local Dask cluster \u2026")
+        return failure
+    return None  # pragma: no cover - the block returns
+
+
+def _run_tasks(request: RunRequest, conn: Any, should_stop: Callable[[], bool], poll: float,
+               retries: int) -> Generator[Update, None, Failure | None]:
+    """Send the pieces as tasks and yield them as they finish (see restore_frames_dask)."""
+    import distributed
+
+    from .. import distributed as dd
+
+    client = conn.client
+    n = len(request.plan)
+    token = uuid.uuid4().hex[:12]
+    resources = {dd.GPU: 1} if conn.gpu else None
+    live: dict[Any, int] = {}
+    finished = distributed.as_completed()
+    next_k = 0
+    limit, checked = 4, 0.0
+
+    def room() -> int:
+        nonlocal limit, checked
+        now = time.monotonic()
+        if now - checked > 2.0:  # workers come and go
+            with contextlib.suppress(Exception):
+                limit = max(4, 2 * conn.slots())
+            checked = now
+        return limit - len(live)
+
+    def fill() -> None:
+        nonlocal next_k
+        while next_k < n and room() > 0:
+            k = next_k
+            kwargs = dict(request.options,
+                          mask=mask_for_frame(request.mask, request.shape, request.plan, k),
+                          channel_axis=request.plan.frame_channel_axis, device=conn.device)
+            payload = {"image": np.array(request.frame_image(k)), "threads": conn.threads,
+                       "kwargs": kwargs}
+            future = client.submit(dd._restore_task, payload, key=f"napari-dip-{token}-{k}",
+                                   retries=retries, resources=resources, pure=False)
+            live[future] = k
+            finished.add(future)
+            next_k += 1
+
+    if should_stop():  # stopped while the cluster was starting
+        return None
+    try:
+        try:
+            fill()
+        except Exception as exc:  # noqa: BLE001 - e.g. the scheduler went away
+            return Failure(next_k, exc, traceback.format_exc())
+        while live:
+            if should_stop():
+                return None
+            if not finished.has_ready():
+                time.sleep(poll)
+                continue
+            future = next(finished)
+            k = live.pop(future, None)
+            if k is None:
+                continue
+            try:
+                value = future.result()
+            except Exception as exc:  # noqa: BLE001 - reported to the user by the widget
+                tb = "".join(traceback.format_exception(exc))
+                return Failure(k, dd.explain(exc), tb)
+            finally:
+                future.release()
+            yield Update(k, n, value.snapshot, worker=value.worker)
+            try:
+                fill()
+            except Exception as exc:  # noqa: BLE001
+                return Failure(next_k, exc, traceback.format_exc())
+        return None
+    finally:
+        if live:  # stopped, failed or closed: the tasks not done are cancelled
+            with contextlib.suppress(Exception):
+                client.cancel(list(live))
+            live.clear()
+
+
+def _open_client(spec: Any) -> Any:
+    """A client of the scheduler named by address or scheduler file."""
+    import distributed
+
+    timeout = f"{CONNECT_TIMEOUT}s"
+    if spec.kind == "file":
+        return distributed.Client(scheduler_file=spec.address, timeout=timeout)
+    return distributed.Client(spec.address, timeout=timeout)
+
+
+def _has_workers(client: Any) -> bool:
+    return bool(client.scheduler_info().get("workers"))
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close()
 
 
 def _drive(steps: Generator[Update, None, Any]) -> Generator[Update, None, Any]:

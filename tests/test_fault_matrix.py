@@ -112,6 +112,16 @@ CASES = [
          "TypeError naming 'steps'; nothing runs.", {"fault": "bool-for-int"}),
     Case("api-config-not-object", "api", "restore(config=[\"width\", 8]) (not a dict).",
          "TypeError naming 'config'; nothing runs.", {"fault": "not-object"}),
+    Case("api-out-of-memory", "api",
+         "The device runs out of memory (torch.OutOfMemoryError from the forward pass) for "
+         "any input larger than 40 x 40 pixels; a 64 x 64 image is restored.",
+         "The run starts again in tiles that fit and finishes; the result has the image's "
+         "shape; info.notes says out of memory and the tile size; steps never go back."),
+    Case("api-out-of-memory-everywhere", "api",
+         "The device runs out of memory for every input, even the smallest tile.",
+         "MemoryError that says out of memory on which device and what to try (a narrower "
+         "net, a lighter preset; device='cpu' when on a GPU); the caller's image is "
+         "unchanged."),
     Case("api-memory-20-runs", "api",
          "20 runs in a row in one process (DIP and SGLD alternately, 32x32), after 3 warm-up "
          "runs; on a CUDA machine also 20 runs on the GPU.",
@@ -434,6 +444,51 @@ def test_api_bad_config(case, observe, fault):
     assert key in message, message
     assert fault.calls == 0
     observe(f"{type(info.value).__name__}: {message}")
+
+
+@cases("api-out-of-memory")
+def test_api_out_of_memory(case, observe, monkeypatch):
+    import torch
+
+    from napari_dip.core import engine
+
+    real = engine.SkipNet.forward
+
+    def forward(net, z):
+        if z.shape[-1] * z.shape[-2] > 40 * 40:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return real(net, z)
+
+    monkeypatch.setattr(engine.SkipNet, "forward", forward)
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    snaps = list(iterate(img, steps=6, seed=0, device="cpu", tile_overlap=4, **TINY))
+    res = snaps[-1]
+    assert res.done and res.image.shape == img.shape and np.isfinite(res.image).all()
+    steps = [s.step for s in snaps]
+    assert steps == sorted(steps)
+    notes = [n for n in res.info.notes if "out of memory" in n]
+    assert notes and res.info.tiles is not None
+    observe(f"finished in {res.info.tiles['tiles']} tiles of {res.info.tiles['tile_shape']}; "
+            f"note: {notes[-1]}")
+
+
+@cases("api-out-of-memory-everywhere")
+def test_api_out_of_memory_everywhere(case, observe, monkeypatch):
+    import torch
+
+    from napari_dip.core import engine
+
+    def forward(net, z):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(engine.SkipNet, "forward", forward)
+    img = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    before = img.copy()
+    with pytest.raises(MemoryError, match="out of memory") as info:
+        restore(img, steps=6, seed=0, device="cpu", tile_overlap=4, **TINY)
+    assert "narrower net" in str(info.value)
+    np.testing.assert_array_equal(img, before)
+    observe(f"MemoryError: {info.value}")
 
 
 @cases("api-memory-20-runs")

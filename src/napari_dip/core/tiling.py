@@ -309,10 +309,11 @@ def run(
             smaller = max(MIN_TILE, (current // 2) // 32 * 32)
             overlap_ok = smaller > 2 * min(cfg.tile_overlap, smaller // 4)
             if smaller >= current or not overlap_ok:
+                hint = "device='cpu', " if device.type != "cpu" else ""
                 raise MemoryError(
                     f"out of memory on {device} even with tiles of {current} pixels "
-                    f"({type(exc).__name__}); try device='cpu', a narrower net or a lighter "
-                    f"preset"
+                    f"({type(exc).__name__}); try {hint}a narrower net (width={cfg.width}) "
+                    f"or a lighter preset"
                 ) from exc
             notes.append(f"out of memory with {'the whole image' if edge is None else f'tiles of {edge}'}"
                          f" ({type(exc).__name__}) after {reported} steps; started again with "

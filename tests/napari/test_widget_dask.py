@@ -77,13 +77,17 @@ def configure(widget, *, steps=10, every=5, scheduler="local:2", **extra):
 def record_shown(dock, monkeypatch):
     """The frames the widget puts into the layers, in the order it does so."""
     shown: list[int] = []
-    real = dock._show
+    cls = type(dock)
+    real = cls._show
 
-    def show(run, update):
-        shown.append(update.frame)
-        real(run, update)
+    def show(self, run, update):
+        if self is dock:
+            shown.append(update.frame)
+        real(self, run, update)
 
-    monkeypatch.setattr(dock, "_show", show)
+    # patched on the class: setting and deleting attributes of a magicgui Container
+    # instance adds and removes widgets
+    monkeypatch.setattr(cls, "_show", show)
     return shown
 
 

@@ -132,7 +132,8 @@ def run_sgld(observed: np.ndarray, args, mask=None):
 
     t = time.perf_counter()
     res = napari_dip.restore(observed, method="sgld", mask=mask, preset=args.preset,
-                             steps=args.steps, seed=args.seed, device=args.device)
+                             steps=args.steps, seed=args.seed, device=args.device,
+                             members=args.members)
     return res, time.perf_counter() - t
 
 
@@ -252,6 +253,8 @@ def parse_args(argv=None):
     p.add_argument("--sigma", type=float, default=25.0, help="denoising noise, /255 (25)")
     p.add_argument("--bins", type=int, default=10, help="quantile bins of std (10)")
     p.add_argument("--seed", type=int, default=0, help="engine seed")
+    p.add_argument("--members", type=int, default=1,
+                   help="SGLD chains run together, their samples pooled (1)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.add_argument("--png", default=os.path.join(ROOT, "docs", "images", "calibration.png"),
                    help="calibration plot (docs/images/calibration.png)")

@@ -182,3 +182,39 @@ def test_ensemble_net_equals_separate_nets():
     # and 3-D
     group3 = SkipNet(cfg.replace(members=2), 1, nd=3)
     assert group3(torch.rand(1, 6, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
+
+
+def test_stop_rule_starts_early_only_once_the_data_are_fitted():
+    # the variance falls to its minimum at step 30, then rises; the warm-up is 50 steps
+    rng = np.random.default_rng(1)
+    scale = torch.cat([torch.linspace(2, 0.1, 31), torch.linspace(0.1, 1, 49)])
+    outs = torch.from_numpy(rng.normal(size=(80, 1, 6, 6)).astype(np.float32))
+    outs *= scale.view(-1, 1, 1, 1)
+    losses = torch.linspace(1.0, 0.0, 80)  # the loss reaches 0.75 at step 20
+
+    def best(threshold, fit_losses):
+        wv = WindowedVariance(outs[0], window=5, warmup=50, fit_threshold=threshold)
+        for i, o in enumerate(outs):
+            wv.update(i, o, o, fit_losses[i])
+        return int(wv.best_step)
+
+    assert best(0.0, losses) >= 50  # the warm-up alone: the true minimum is missed
+    assert 28 <= best(0.75, losses) <= 36  # fitted at step 20: the minimum is found
+    assert best(0.75, torch.ones(80)) >= 50  # never fitted: the warm-up still rules
+
+
+def test_noise_variance_estimate():
+    from napari_dip.core.arrays import noise_variance
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    smooth = (0.5 + 0.3 * np.sin(xx / 9.0) * np.cos(yy / 11.0))[None]
+    assert noise_variance(smooth) < 1e-5
+    noisy = smooth + rng.normal(0, 0.1, smooth.shape)
+    assert abs(noise_variance(noisy) ** 0.5 - 0.1) < 0.01
+    vol = rng.normal(0, 0.05, (1, 8, 32, 32))
+    assert abs(noise_variance(vol) ** 0.5 - 0.05) < 0.005
+    # missing pixels (set to 0.5 by the engine) are left out
+    known = (rng.random(smooth.shape) > 0.3).astype(np.float32)
+    holed = np.where(known > 0, noisy, 0.5)
+    assert abs(noise_variance(holed, known) ** 0.5 - 0.1) < 0.015

@@ -261,3 +261,21 @@ def test_noise_model_arguments_are_checked(kwargs, name):
     raw = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     with pytest.raises(ValueError, match=name):
         iterate(raw, preset="fast", steps=2, **kwargs)
+
+
+def test_poisson_gaussian_on_a_volume_with_channels_and_with_a_mask():
+    rng = np.random.default_rng(0)
+    vol = (100 + 2 * rng.poisson(20, (6, 24, 24, 2)) + rng.normal(0, 1, (6, 24, 24, 2)))
+    vol = vol.astype(np.float32)
+    res = restore(vol, channel_axis=-1, noise_model="poisson-gaussian", preset="fast",
+                  steps=3, width=8, seed=0)
+    assert res.image.shape == vol.shape
+    assert sorted(res.metadata()["noise_model"]["estimated"]) == ["gain", "sigma"]
+    mask = rng.random((6, 24, 24)) < 0.2
+    with pytest.raises(ValueError, match="read_noise"):  # the estimate cannot skip holes
+        iterate(vol[..., 0], mask=mask, noise_model="poisson-gaussian", steps=2)
+    res = restore(vol[..., 0], mask=mask, noise_model="poisson-gaussian", gain=2.0,
+                  read_noise=1.0, preset="fast", steps=3, width=8, seed=0)
+    assert res.image.shape == vol.shape[:3]
+    with pytest.raises(ValueError, match="read_noise"):  # no parameter called sigma here
+        iterate(np.full((32, 32), 7.0), noise_model="poisson-gaussian", steps=2)

@@ -105,7 +105,7 @@ def test_tiled_restore_keeps_shape_dtype_and_reports_the_plan():
     res = restore(noisy16, steps=40, tile_size=32, tile_overlap=8, **TINY)
     assert res.image.shape == noisy16.shape and res.image.dtype == np.uint16
     assert res.info.tiles == {"tiles": 6, "tile_shape": [32, 32], "overlap": 8}
-    assert res.steps == 6 * 40
+    assert res.steps == 6 * 40 and len(res.losses) == res.steps  # every step's loss
     assert "6 tiles" in res.stop_reason
     meta = res.metadata()
     assert meta["tiling"]["tiles"] == 6 and meta["config"]["tile_size"] == 32
@@ -218,8 +218,8 @@ def test_tile_entirely_in_the_hole_is_refused():
     _, noisy = _noisy((40, 96))
     mask = np.zeros(noisy.shape, bool)
     mask[:, 20:80] = True
-    with pytest.raises(ValueError, match="tile_size"):
-        restore(noisy, mask=mask, steps=5, tile_size=32, tile_overlap=4, **TINY)
+    with pytest.raises(ValueError, match="tile_size"):  # before anything runs
+        iterate(noisy, mask=mask, steps=5, tile_size=32, tile_overlap=4, **TINY)
 
 
 def test_tiled_volume_and_rgb():

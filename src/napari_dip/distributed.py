@@ -849,6 +849,7 @@ def restore_as_completed(
                 kw["channel_axis"] = file_axis
             spatial = _spatial_shape(data, kw.get("channel_axis"))
             token = (i, seeds[i], cfg.to_dict(), np.asarray(data), mask_list[i], kw)
+            check_item(data, {**kw, "config": cfg, "mask": mask_list[i], "seed": seeds[i]})
             if tiles_wanted(cfg, spatial, kw):
                 state.tiled = TiledImage(
                     data, cfg, mask=mask_list[i], channel_axis=kw.get("channel_axis"),
@@ -859,7 +860,6 @@ def restore_as_completed(
                          (state, tile)) for tile in state.tiled.tiles]
             kwargs = {**kw, "config": cfg, "mask": mask_list[i], "seed": seeds[i],
                       "device": conn.device}
-            check_item(data, kwargs)
             payload = {"image": data, "threads": conn.threads, "kwargs": kwargs}
             return [(_key("image", i, token), _restore_task, partial(dict, payload),
                      (state, None))]
@@ -909,7 +909,13 @@ def restore_as_completed(
                     state.tiled.add(tile, value.snapshot)
                     if not state.tiled.done:
                         continue
-                    out = to_result(state.tiled.result())
+                    try:
+                        out = to_result(state.tiled.result())
+                    except Exception as exc:  # noqa: BLE001 - reported per image
+                        state.tiled = None
+                        yield fail(state.index, exc)
+                        tick()
+                        continue
                     state.tiled = None
                 yield state.index, out
                 tick()
@@ -924,12 +930,14 @@ def restore_as_completed(
 
 
 def check_item(image: Any, kwargs: dict[str, Any]) -> None:
-    """Check an image and its mask here, as the task will, so that bad inputs are
-    reported at once instead of failing on a worker (twice, with the retry)."""
-    from .core import arrays
+    """Check an image and every argument here, as the task will, so that bad inputs are
+    reported at once instead of failing on a worker (twice, with the retry).
+    :func:`napari_dip.iterate` checks everything before it returns, and nothing runs
+    until its first snapshot is asked for; the device is checked on the workers."""
+    from .core import iterate
 
-    arrays.prepare(image, mask=kwargs.get("mask"), channel_axis=kwargs.get("channel_axis"),
-                   reference=kwargs.get("reference"))
+    run = iterate(image, **{**kwargs, "device": "cpu"})
+    run.close()
 
 
 def _spatial_shape(data: Any, channel_axis: int | None) -> tuple[int, ...]:

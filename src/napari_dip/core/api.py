@@ -193,8 +193,11 @@ def iterate(
     dev = resolve_device(device)
     seed = resolve_seed(seed)
     budget = tiling.resolve_budget(memory_budget, dev)
-    # plan now, so that an impossible budget is reported before the run starts
-    tiling.choose_tile(cfg, tuple(prep.data.shape[1:]), prep.data.shape[0], budget, dev.type)
+    # plan now, so that an impossible budget or a tile in a hole is reported before the run
+    edge = tiling.choose_tile(cfg, tuple(prep.data.shape[1:]), prep.data.shape[0], budget,
+                              dev.type)
+    if edge is not None:
+        tiling.check_tiles(tiling.tile_plan(cfg, tuple(prep.data.shape[1:]), edge), prep.known)
     if noise_model == "gaussian" and gain is None and read_noise is None:
         return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
                           keep_known=keep_known, memory_budget=budget / 2**30)
@@ -216,11 +219,27 @@ def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
                          f"gain={gain!r}, read_noise={read_noise!r} with noise_model='gaussian'")
     data = prep.original
     raw = np.moveaxis(data, prep.channel_axis, 0) if prep.channel_axis is not None else data
+    raw = raw.astype(np.float64)
+    if (gain is None or read_noise is None) and prep.known is not None:
+        raise ValueError(
+            "gain, read_noise: with a mask, give both (the estimate from the image cannot "
+            f"leave out the missing pixels); got gain={gain!r}, read_noise={read_noise!r}")
     try:
-        transformed, state = noise.stabilise(raw.astype(np.float64), model, gain=gain,
-                                             sigma=read_noise)
+        if gain is None or read_noise is None:  # estimate on all planes and channels
+            _, fitted = noise.stabilise(raw.reshape(-1, *raw.shape[-2:]), model, gain=gain,
+                                        sigma=read_noise)
+            gain, read_noise = fitted.gain, fitted.sigma
+            offset, estimated = fitted.offset, fitted.estimated
+        else:
+            offset, estimated = 0.0, ()
+        transformed, state = noise.stabilise(raw, model, gain=gain, sigma=read_noise,
+                                              offset=offset)
+        state = noise.NoiseState(model=state.model, gain=state.gain, sigma=state.sigma,
+                                 offset=state.offset, estimated=tuple(estimated))
     except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("sigma:", "read_noise:")) from None
+        text = str(exc).replace("sigma:", "read_noise:").replace("gain and sigma",
+                                                                  "gain and read_noise")
+        raise type(exc)(text) from None
     if prep.channel_axis is not None:
         transformed = np.moveaxis(transformed, 0, prep.channel_axis)
     mask = None if prep.known is None else (prep.known == 0)

@@ -217,3 +217,24 @@ def pad_array(arr: np.ndarray, pads: list[tuple[int, int]], mode: str = "reflect
 
 def crop_slices(spatial: tuple[int, ...], pads: list[tuple[int, int]]) -> tuple[slice, ...]:
     return tuple(slice(a, a + s) for s, (a, _) in zip(spatial, pads))
+
+
+def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
+    """Variance of white noise in an engine-layout image ``(C, *spatial)``, estimated from
+    the median absolute deviation of its finest diagonal differences (pixels in 2 x 2
+    blocks, 2 x 2 x 2 for volumes), which smooth content barely touches. Blocks with a
+    missing pixel are left out."""
+    d = data.astype(np.float64)
+    k = None if known is None else np.broadcast_to(known, data.shape) > 0
+    for axis in range(1, d.ndim):
+        n = d.shape[axis]
+        a = np.take(d, range(1, n), axis=axis)
+        b = np.take(d, range(0, n - 1), axis=axis)
+        d = (a - b) / np.sqrt(2.0)  # keeps the variance of white noise
+        if k is not None:
+            k = np.take(k, range(1, n), axis=axis) & np.take(k, range(0, n - 1), axis=axis)
+    r = d[k] if k is not None else d.ravel()
+    if r.size < 16:
+        return 0.0
+    mad = np.median(np.abs(r - np.median(r)))
+    return float((1.4826 * mad) ** 2)

@@ -76,6 +76,10 @@ class DIPConfig:
         Stop after this many steps without a new variance minimum (P = 1000).
     stop_warmup : int
         Ignore variance minima before this step (avoids false early minima).
+    stop_fit : float
+        Let the stop rule start before ``stop_warmup`` once the data-fit loss falls below
+        this many times the noise variance estimated from the image (the output then
+        fits the data about as well as the clean image would); 0 disables.
     snapshot_every : int
         Report a snapshot (and check the stop rule) every this many steps.
     precision : {"float32", "bfloat16"}
@@ -121,6 +125,7 @@ class DIPConfig:
     stop_window: int = 100
     stop_patience: int = 1000
     stop_warmup: int = 300
+    stop_fit: float = 0.0
     snapshot_every: int = 50
     precision: str = "float32"
     capture: bool = True
@@ -297,6 +302,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "ema": (0.0, 1.0),
     "backtrack_db": (0.0, None),
     "noise_scale": (0.0, None),
+    "stop_fit": (0.0, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "upsample": UPSAMPLE_MODES,

@@ -171,7 +171,13 @@ def run(
     moments = RunningMoments() if sgld else None
     stopper = None
     if cfg.auto_stop and not sgld:
-        stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup)
+        threshold = 0.0
+        if cfg.stop_fit > 0:
+            threshold = cfg.stop_fit * arrays.noise_variance(prep.data, prep.known)
+            info.notes.append(f"stop rule: may start before step {cfg.stop_warmup} once the "
+                              f"loss is below {threshold:.3g} ({cfg.stop_fit} x the noise "
+                              f"variance estimated from the image)")
+        stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup, threshold)
     backtrack = Backtracker(opt, cfg.backtrack_db) if cfg.backtrack_db > 0 else None
     losses = torch.zeros(cfg.snapshot_every, device=device)
     noise = torch.empty_like(z)
@@ -289,7 +295,7 @@ def run(
                     for k in range(members):
                         moments.add(members_now[k:k + 1])
             if stopper is not None:
-                stopper.update(i, o[0], current_estimate(o)[0])
+                stopper.update(i, o[0], current_estimate(o)[0], loss_now)
             step = i + 1
             if step % cfg.snapshot_every == 0 and step < cfg.steps:
                 if stopper is not None:

@@ -24,9 +24,15 @@ class WindowedVariance:
         steps is a known failure of the rule).
     """
 
-    def __init__(self, like: torch.Tensor, window: int, warmup: int) -> None:
+    def __init__(self, like: torch.Tensor, window: int, warmup: int,
+                 fit_threshold: float = 0.0) -> None:
         self.window = window
         self.warmup = warmup
+        # minima also count before the warm-up once the data-fit loss has fallen below this
+        # (about the noise variance: the output then fits the data as well as the clean
+        # image would); a device flag that stays set once set
+        self.fit_threshold = fit_threshold
+        self.fitted = torch.zeros((), dtype=torch.bool, device=like.device)
         self.buffer = torch.zeros((window, *like.shape), dtype=torch.float32, device=like.device)
         self.total = torch.zeros_like(like, dtype=torch.float32)
         self.sq_total = torch.zeros((), dtype=torch.float32, device=like.device)
@@ -36,8 +42,12 @@ class WindowedVariance:
         self.last_value = torch.full((), float("nan"), device=like.device)
         self._numel = like.numel()
 
-    def update(self, step: int, output: torch.Tensor, estimate: torch.Tensor) -> None:
-        """Add the output of 0-based ``step``; remember ``estimate`` at a new minimum."""
+    def update(self, step: int, output: torch.Tensor, estimate: torch.Tensor,
+               loss: torch.Tensor | None = None) -> None:
+        """Add the output of 0-based ``step``; remember ``estimate`` at a new minimum.
+        ``loss`` (the step's data-fit loss) lets the rule start before the warm-up."""
+        if loss is not None and self.fit_threshold > 0:
+            self.fitted |= loss <= self.fit_threshold
         out = output.detach().float()
         slot = step % self.window
         old = self.buffer[slot]
@@ -52,9 +62,11 @@ class WindowedVariance:
         w = self.window
         value = (self.sq_total - self.total.square().sum() / w).clamp_min(0) / (w * self._numel)
         self.last_value = value
-        if step < self.warmup:
+        if step < self.warmup and self.fit_threshold <= 0:
             return
         better = value < self.best_value
+        if step < self.warmup:
+            better = better & self.fitted
         self.best_value = torch.where(better, value, self.best_value)
         self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
         self.best_estimate.copy_(torch.where(better, estimate.detach().float(), self.best_estimate))

@@ -307,8 +307,7 @@ def run(
             release(device)
             current = edge if edge is not None else max(spatial)
             smaller = max(MIN_TILE, (current // 2) // 32 * 32)
-            overlap_ok = smaller > 2 * min(cfg.tile_overlap, smaller // 4)
-            if smaller >= current or not overlap_ok:
+            if smaller >= current:
                 hint = "device='cpu', " if device.type != "cpu" else ""
                 raise MemoryError(
                     f"out of memory on {device} even with tiles of {current} pixels "
@@ -322,30 +321,45 @@ def run(
             offset = reported
 
 
+def tile_plan(cfg: DIPConfig, spatial: tuple[int, ...], edge: int) -> TilePlan:
+    """The tiles of edge ``edge`` a run of ``cfg`` uses (the overlap shrinks to a quarter
+    of small tiles)."""
+    return plan_tiles(spatial, edge, min(cfg.tile_overlap, edge // 4))
+
+
+def check_tiles(plan: TilePlan, known: np.ndarray | None) -> None:
+    """Refuse a plan with a tile that lies wholly in a mask's missing pixels."""
+    if known is None:
+        return
+    for tile in plan.tiles:
+        if not known[(slice(None),) + tile.slices].any():
+            raise ValueError(
+                f"tile_size: tile {tile.index + 1} of {len(plan)} ({tile.shape}) lies wholly "
+                f"in the mask's missing pixels; use larger tiles (tile_size) so that every "
+                f"tile sees known pixels"
+            )
+
+
 def _run_tiles(
     prep: arrays.Prepared, cfg: DIPConfig, edge: int, notes: list[str], *,
     device: torch.device, seed: int, output_dtype: Any, keep_known: bool,
 ) -> Iterator[engine.Snapshot]:
     spatial = tuple(prep.data.shape[1:])
     channels = prep.data.shape[0]
-    overlap = min(cfg.tile_overlap, edge // 4)
-    plan = plan_tiles(spatial, edge, overlap)
+    plan = tile_plan(cfg, spatial, edge)
+    overlap = plan.overlap
+    check_tiles(plan, prep.known)
     sgld = isinstance(cfg, SGLDConfig)
     mosaic = Mosaic(plan, channels)
     var_mosaic = Mosaic(plan, channels) if sgld else None
     info = None
     steps_done = 0
+    pending: list[np.ndarray] = []  # losses of finished tiles not yet reported
     t0 = time.perf_counter()
     reasons: list[str] = []
     for tile in plan.tiles:
         region = (slice(None),) + tile.slices
         known = None if prep.known is None else np.ascontiguousarray(prep.known[region])
-        if known is not None and not known.any():
-            raise ValueError(
-                f"tile_size: tile {tile.index + 1} of {len(plan)} ({tile.shape}) lies wholly in "
-                f"the mask's missing pixels; use larger tiles (tile_size) so that every tile "
-                f"sees known pixels"
-            )
         sub = arrays.Prepared(
             data=np.ascontiguousarray(prep.data[region]), known=known, reference=None,
             lo=0.0, hi=1.0, shape=(channels, *tile.shape), dtype=np.dtype(np.float32),
@@ -370,11 +384,15 @@ def _run_tiles(
             var = None
             if sgld and snap.variance is not None and var_mosaic is not None:
                 var = var_mosaic.preview(tile, snap.variance, np.zeros_like(prep.data))
+            if pending:
+                snap.losses = np.concatenate(pending + [snap.losses])
+                pending = []
             yield _tiled_snapshot(snap, prep, image, var, output_dtype, info,
                                   step=steps_done + snap.step, tile=tile.index, tiles=len(plan),
                                   max_steps=cfg.steps * len(plan),
                                   elapsed=time.perf_counter() - t0)
         assert final is not None
+        pending.append(final.losses)
         steps_done += final.step
         reasons.append(final.stop_reason or "")
         mosaic.add(tile, final.image)
@@ -386,6 +404,7 @@ def _run_tiles(
     unique = list(dict.fromkeys(reasons))
     reason = (f"{len(plan)} tiles, each: {unique[0]}" if len(unique) == 1 else
               f"{len(plan)} tiles: " + "; ".join(f"tile {i + 1}: {r}" for i, r in enumerate(reasons)))
+    final.losses = np.concatenate(pending) if pending else final.losses
     snap = _tiled_snapshot(final, prep, image, var, output_dtype, info, step=steps_done,
                            tile=len(plan) - 1, tiles=len(plan), max_steps=cfg.steps * len(plan),
                            elapsed=time.perf_counter() - t0, done=True, reason=reason, keep_known=keep_known)

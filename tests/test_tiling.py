@@ -230,3 +230,22 @@ def test_tiled_volume_and_rgb():
     rgb = (rng.random((24, 40, 3)) * 255).astype(np.uint8)
     res = restore(rgb, channel_axis=-1, steps=5, tile_size=24, tile_overlap=4, **TINY)
     assert res.image.shape == rgb.shape and res.image.dtype == np.uint8
+
+
+def test_tiled_sgld_keeps_showing_the_variance_of_finished_tiles():
+    _, noisy = _noisy((32, 56))
+    snaps = list(iterate(noisy, method="sgld", preset="fast", width=8, seed=0, steps=20,
+                         burn_in=10, thinning=2, snapshot_every=5, tile_size=32,
+                         tile_overlap=8))
+    second = [s for s in snaps if s.tile == 1 and not s.done]
+    assert second and all(s.variance is not None for s in second)
+    assert (second[0].variance[:, :20] > 0).all()  # the first tile's part
+
+
+def test_host_memory_errors_count_as_out_of_memory_only_on_the_cpu():
+    assert tiling.is_out_of_memory(MemoryError(), torch.device("cpu"))
+    assert not tiling.is_out_of_memory(MemoryError(), torch.device("cuda"))
+    assert tiling.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"),
+                                   torch.device("cuda"))
+    assert tiling.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not tiling.is_out_of_memory(RuntimeError("shapes cannot be multiplied"))

@@ -248,12 +248,15 @@ def choose_tile(cfg: DIPConfig, spatial: tuple[int, ...], channels: int, budget:
     )
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for the errors PyTorch raises when a device runs out of memory."""
+def is_out_of_memory(exc: BaseException, device: torch.device | None = None) -> bool:
+    """True for the errors PyTorch raises when ``device`` runs out of memory. Python's
+    MemoryError is the host's memory: it counts only when the run is on the CPU."""
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
                                   getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    if isinstance(exc, MemoryError) or (oom_types and isinstance(exc, oom_types)):
+    if oom_types and isinstance(exc, oom_types):
         return True
+    if isinstance(exc, MemoryError):
+        return device is None or device.type == "cpu"
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text
                                               or "can't allocate memory" in text)
@@ -302,7 +305,7 @@ def run(
                 yield snap
             return
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled
-            if not is_out_of_memory(exc):
+            if not is_out_of_memory(exc, device):
                 raise
             release(device)
             current = edge if edge is not None else max(spatial)
@@ -382,8 +385,11 @@ def _run_tiles(
                 break
             image = mosaic.preview(tile, snap.image, prep.data)
             var = None
-            if sgld and snap.variance is not None and var_mosaic is not None:
-                var = var_mosaic.preview(tile, snap.variance, np.zeros_like(prep.data))
+            if var_mosaic is not None and (snap.variance is not None or tile.index > 0):
+                # the tiles done keep showing their variance while this one burns in
+                current = snap.variance if snap.variance is not None else np.zeros_like(
+                    snap.image)
+                var = var_mosaic.preview(tile, current, np.zeros_like(prep.data))
             if pending:
                 snap.losses = np.concatenate(pending + [snap.losses])
                 pending = []

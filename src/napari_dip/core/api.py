@@ -192,18 +192,13 @@ def iterate(
     prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
     dev = resolve_device(device)
     seed = resolve_seed(seed)
-    budget = tiling.resolve_budget(memory_budget, dev)
-    # plan now, so that an impossible budget or a tile in a hole is reported before the run
-    edge = tiling.choose_tile(cfg, tuple(prep.data.shape[1:]), prep.data.shape[0], budget,
-                              dev.type)
-    if edge is not None:
-        tiling.check_tiles(tiling.tile_plan(cfg, tuple(prep.data.shape[1:]), edge), prep.known)
+    # planned now, so that an impossible budget or a tile in a hole is reported at once
+    plan = tiling.plan_run(prep, cfg, dev, memory_budget)
     if noise_model == "gaussian" and gain is None and read_noise is None:
         return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
-                          keep_known=keep_known, memory_budget=budget / 2**30)
+                          keep_known=keep_known, plan=plan)
     state, stable = _stabilise(prep, noise_model, gain, read_noise)
-    run = tiling.run(stable, cfg, device=dev, seed=seed, output_dtype="float64",
-                     memory_budget=budget / 2**30)
+    run = tiling.run(stable, cfg, device=dev, seed=seed, output_dtype="float64", plan=plan)
     return _unstabilised(run, state, stable, prep, output_dtype=output_dtype,
                          keep_known=keep_known)
 
@@ -224,18 +219,10 @@ def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
         raise ValueError(
             "gain, read_noise: with a mask, give both (the estimate from the image cannot "
             f"leave out the missing pixels); got gain={gain!r}, read_noise={read_noise!r}")
-    try:
-        if gain is None or read_noise is None:  # estimate on all planes and channels
-            _, fitted = noise.stabilise(raw.reshape(-1, *raw.shape[-2:]), model, gain=gain,
+    try:  # elementwise, so planes and channels are pooled (as planes) for the estimate
+        planes, state = noise.stabilise(raw.reshape(-1, *raw.shape[-2:]), model, gain=gain,
                                         sigma=read_noise)
-            gain, read_noise = fitted.gain, fitted.sigma
-            offset, estimated = fitted.offset, fitted.estimated
-        else:
-            offset, estimated = 0.0, ()
-        transformed, state = noise.stabilise(raw, model, gain=gain, sigma=read_noise,
-                                              offset=offset)
-        state = noise.NoiseState(model=state.model, gain=state.gain, sigma=state.sigma,
-                                 offset=state.offset, estimated=tuple(estimated))
+        transformed = planes.reshape(raw.shape)
     except (TypeError, ValueError) as exc:
         text = str(exc).replace("sigma:", "read_noise:").replace("gain and sigma",
                                                                   "gain and read_noise")

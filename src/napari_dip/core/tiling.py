@@ -154,11 +154,11 @@ class Mosaic:
         ``background`` where nothing has been restored yet."""
         w = self.plan.weights(tile)[None]
         region = (slice(None),) + tile.slices
-        total = self.total.copy()
-        weight = self.weight.copy()
-        total[region] += values * w
-        weight[region] += w
-        return np.where(weight > 0, total / np.maximum(weight, 1e-12), background)
+        out = np.where(self.weight > 0, self.result(), background)
+        total = self.total[region] + values * w
+        weight = self.weight[region] + w
+        out[region] = np.where(weight > 0, total / np.maximum(weight, 1e-12), background[region])
+        return out
 
     def result(self) -> np.ndarray:
         return self.total / np.maximum(self.weight, 1e-12)
@@ -265,6 +265,25 @@ def is_out_of_memory(exc: BaseException, device: torch.device | None = None) -> 
 # ---------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------
+def plan_run(prep: arrays.Prepared, cfg: DIPConfig, device: torch.device,
+             memory_budget: Any = None) -> tuple[int | None, list[str]]:
+    """Decide, before a run starts, whether it is tiled: the tile edge (None: the whole
+    image) and a note saying why. Raises for an impossible budget or a tile that lies
+    wholly in a mask's holes."""
+    spatial = tuple(prep.data.shape[1:])
+    channels = prep.data.shape[0]
+    budget = resolve_budget(memory_budget, device)
+    edge = choose_tile(cfg, spatial, channels, budget, device.type)
+    if edge is None:
+        return None, []
+    check_tiles(tile_plan(cfg, spatial, edge), prep.known)
+    if cfg.tile_size:
+        return edge, [f"tiled: tile_size={cfg.tile_size}"]
+    need = estimate_memory(cfg, spatial, channels, device.type)
+    return edge, [f"tiled: the whole image needs about {need / 2**30:.1f} GiB (budget "
+                  f"{budget / 2**30:.1f} GiB)"]
+
+
 def run(
     prep: arrays.Prepared,
     cfg: DIPConfig,
@@ -273,20 +292,14 @@ def run(
     seed: int,
     output_dtype: Any = None,
     keep_known: bool = False,
-    memory_budget: Any = None,
+    plan: tuple[int | None, list[str]] | None = None,
 ) -> Iterator[engine.Snapshot]:
-    """Run the engine on the whole image when it fits the memory budget, else tile by tile;
-    on an out-of-memory error start again with tiles half the size."""
+    """Run the engine on the whole image, or tile by tile, as ``plan`` (from
+    :func:`plan_run`; made here with the device's budget when None) says; on an
+    out-of-memory error start again with tiles half the size."""
     spatial = tuple(prep.data.shape[1:])
-    channels = prep.data.shape[0]
-    budget = resolve_budget(memory_budget, device)
-    edge = choose_tile(cfg, spatial, channels, budget, device.type)
-    notes: list[str] = []
-    if edge is not None:
-        notes.append(f"tiled: the whole image needs about "
-                     f"{estimate_memory(cfg, spatial, channels, device.type) / 2**30:.1f} GiB "
-                     f"(budget {budget / 2**30:.1f} GiB)" if cfg.tile_size == 0 else
-                     f"tiled: tile_size={cfg.tile_size}")
+    edge, notes = plan if plan is not None else plan_run(prep, cfg, device)
+    notes = list(notes)
     offset = 0  # steps reported before a restart: the count goes on from there
     while True:
         reported = offset

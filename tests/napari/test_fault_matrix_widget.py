@@ -136,11 +136,6 @@ def observe(record_property):
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
 def dock(viewer):
     _dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     return widget

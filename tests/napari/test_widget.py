@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_dip._napari import widgets as widgets_module  # noqa: E402
 from napari_dip._napari import worker as worker_module  # noqa: E402
 from napari_dip._napari.layers import ROLE_KEY  # noqa: E402
 
@@ -25,24 +24,10 @@ TIMEOUT = 60_000  # ms
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
 def dock(viewer):
     """The plugin's widget, docked the way napari does it (Plugins menu)."""
     _dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     return widget
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Notifications the widget shows, as (kind, message)."""
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(widgets_module, "show_error", lambda m: seen.append(("error", m)))
-    monkeypatch.setattr(widgets_module, "show_warning", lambda m: seen.append(("warning", m)))
-    return seen
 
 
 def tiny_image(shape=(32, 32), seed=0, dtype=np.uint8):

@@ -19,18 +19,12 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("distributed")
 
 import napari_dip  # noqa: E402
-from napari_dip._napari import widgets as widgets_module  # noqa: E402
 from napari_dip._napari import worker as worker_module  # noqa: E402
 from napari_dip._napari.layers import ROLE_KEY  # noqa: E402
 
 PLUGIN = "napari-dip"
 WIDGET = "Deep Image Prior"
 TIMEOUT = 90_000  # ms: starting the workers (PyTorch imports) is most of a run
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
 
 
 @pytest.fixture
@@ -42,14 +36,6 @@ def dock(qtbot, viewer):
         widget.stop()
         qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: not multiprocessing.active_children(), timeout=TIMEOUT)
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(widgets_module, "show_error", lambda m: seen.append(("error", m)))
-    monkeypatch.setattr(widgets_module, "show_warning", lambda m: seen.append(("warning", m)))
-    return seen
 
 
 def stack(n=3, size=16):

@@ -220,7 +220,7 @@ def run_engine(img_in, *, method, mask=None, channel_axis, args, auto_stop=None,
                              channel_axis=channel_axis, preset=args.preset, steps=args.steps,
                              auto_stop=auto_stop, device=args.device, seed=args.seed,
                              reference=None if reference is None else reference.astype(np.float32),
-                             keep_known=keep_known)
+                             keep_known=keep_known, **args.options)
     return res, time.perf_counter() - t
 
 
@@ -234,7 +234,8 @@ def dip_oracle(noisy, clean, *, channel_axis, args):
     for snap in napari_dip.iterate(noisy.astype(np.float32), method="dip",
                                    channel_axis=channel_axis, preset=args.preset,
                                    steps=args.steps, auto_stop=False, device=args.device,
-                                   seed=args.seed, reference=clean.astype(np.float32)):
+                                   seed=args.seed, reference=clean.astype(np.float32),
+                                   **args.options):
         p = psnr(clean, snap.image)
         if p > best[0]:
             best = (p, snap.step, snap.image)
@@ -263,13 +264,14 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
                    "steps": last.step, "best_step": bstep,
                    "final_psnr": psnr(clean, last.image), "seconds": sec})
         # SGLD posterior mean (+ uncertainty)
-        res, sec = run_engine(noisy, method="sgld", channel_axis=ch, args=args)
-        row = {**base, "method": "sgld_mean", "psnr": psnr(clean, res.image),
-               "ssim": ssim(clean, res.image), "steps": res.steps,
-               "stop_reason": res.stop_reason, "seconds": sec}
-        if res.variance is not None:
-            row["uncertainty"] = uncertainty_stats(clean, res.image, res.variance)
-        table.add(row)
+        if not args.no_sgld:
+            res, sec = run_engine(noisy, method="sgld", channel_axis=ch, args=args)
+            row = {**base, "method": "sgld_mean", "psnr": psnr(clean, res.image),
+                   "ssim": ssim(clean, res.image), "steps": res.steps,
+                   "stop_reason": res.stop_reason, "seconds": sec}
+            if res.variance is not None:
+                row["uncertainty"] = uncertainty_stats(clean, res.image, res.variance)
+            table.add(row)
         # BM3D / CBM3D
         mname = "cbm3d" if clean.ndim == 3 else "bm3d"
         if bm3d_err is None:
@@ -331,6 +333,9 @@ def parse_args(argv=None):
     p.add_argument("--tasks", default="denoise,inpaint,uncertainty")
     p.add_argument("--seed", type=int, default=0, help="engine seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--options", default="",
+                   help="config options for every engine run, e.g. 'members=2,compile=true'")
+    p.add_argument("--no-sgld", action="store_true", help="denoising: skip the SGLD runs")
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--quick", action="store_true",
                    help="reduced CPU set: 2 images at 64x64, sigma 25, fast preset, 300 steps")
@@ -350,7 +355,21 @@ def parse_args(argv=None):
     if bad:
         p.error(f"--tasks: unknown {sorted(bad)}")
     a.sigmas = [float(s) for s in a.sigmas.split(",")]
+    a.options = _parse_options(a.options)
     return a
+
+
+def _parse_options(text: str) -> dict:
+    """'members=2,compile=true,precision=bfloat16' -> {'members': 2, 'compile': True, ...}"""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in (
+                "true", "false") else value.strip())
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def main(argv=None) -> int:

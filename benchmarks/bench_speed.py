@@ -89,7 +89,8 @@ def original_loop(noisy, clean, dev, steps, warmup):
 
 
 def engine_step_time(noisy, dev, cfg, steps, channel_axis):
-    """ms per step of the engine, timed between two snapshots (after warm-up)."""
+    """ms per step of the engine, timed between two snapshots (after warm-up), the peak
+    device memory, and the seconds to the first snapshot (compiling and capture included)."""
     changes = dict(snapshot_every=steps, steps=3 * steps)
     if cfg.method == "sgld":
         changes["burn_in"] = 0  # time the sampling phase
@@ -103,7 +104,59 @@ def engine_step_time(noisy, dev, cfg, steps, channel_axis):
     b = next(gen)
     gen.close()
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
-    return 1000 * (b.elapsed - a.elapsed) / steps, peak
+    return 1000 * (b.elapsed - a.elapsed) / steps, peak, a.elapsed
+
+
+# CUDA rows at the papers' configuration: name -> (label, options, run to the end)
+CUDA_VARIANTS = {
+    "eager": ("float32, eager", dict(capture=False), False),
+    "graph": ("float32, CUDA graph", dict(), True),
+    "bf16": ("bfloat16, CUDA graph", dict(precision="bfloat16"), False),
+    "cl": ("float32, channels-last, graph", dict(channels_last=True), False),
+    "bf16-cl": ("bfloat16, channels-last, graph", dict(precision="bfloat16",
+                                                     channels_last=True), True),
+    "compiled": ("float32, compiled, graph", dict(compile=True), True),
+    "compiled-bf16": ("bfloat16, compiled, graph", dict(compile=True, precision="bfloat16"),
+                      True),
+}
+
+
+def cuda_variants(args):
+    out = []
+    for key in filter(None, args.variants.split(",")):
+        if key not in CUDA_VARIANTS:
+            raise SystemExit(f"--variants: unknown {key!r}; known: {', '.join(CUDA_VARIANTS)}")
+        label, opts, full = CUDA_VARIANTS[key]
+        out.append((f"engine, paper config, {label}", DIPConfig(**opts), full))
+    member_opts = parse_options(args.member_options)
+    for k in (int(v) for v in args.members.split(",") if v):
+        out.append((f"engine, paper config, {k} members, {args.member_options}",
+                    DIPConfig(members=k, **member_opts), k == 4))
+    return out
+
+
+def sgld_in_budget(noisy, clean, dev, channel_axis, args):
+    """SGLD at the papers' net with as many steps as fit ``--sgld-seconds`` at the measured
+    speed: 40 % burn-in, 100 kept samples, a quarter of the papers' Langevin noise."""
+    from scipy.stats import spearmanr
+
+    opts = parse_options(args.sgld_options)
+    probe = make_config("sgld", "quality", **opts)
+    ms, _, _ = engine_step_time(noisy, dev, probe, args.steps, channel_axis)
+    steps = max(200, int(0.95 * args.sgld_seconds * 1000 / ms))
+    burn = int(0.4 * steps)
+    cfg = probe.replace(steps=steps, burn_in=burn, thinning=max(1, (steps - burn) // 100))
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    secs, res = full_run(noisy, clean, dev, cfg, channel_axis)
+    err = np.abs(res.image.astype(np.float64) - clean)
+    rho = float(spearmanr(np.sqrt(res.variance).ravel(), err.ravel())[0])
+    peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
+    return dict(name=f"SGLD in {args.sgld_seconds:g} s, {args.sgld_options}",
+                ms_per_step=ms, peak_gib=peak, members=cfg.members,
+                ms_per_member_step=ms / cfg.members, seconds=secs, steps=res.steps,
+                burn_in=burn, thinning=cfg.thinning, psnr=res.psnr, spearman=rho,
+                notes=res.info.notes)
 
 
 def parse_options(text):
@@ -139,8 +192,17 @@ def main(argv=None):
     ap.add_argument("--full-runs", action="store_true", help="also run presets to the end")
     ap.add_argument("--skip-full", default="sgld:quality,dip:quality",
                     help="method:preset pairs not to run to the end (comma-separated)")
+    ap.add_argument("--variants", default="eager,graph,bf16,cl,bf16-cl,compiled,compiled-bf16",
+                    help="CUDA rows at the paper configuration: " + ", ".join(CUDA_VARIANTS))
     ap.add_argument("--members", default="2,4",
                     help="ensemble sizes to time at the paper configuration (CUDA)")
+    ap.add_argument("--member-options", default="precision=bfloat16,channels_last=true",
+                    help="options of the ensemble rows")
+    ap.add_argument("--sgld-seconds", type=float, default=0.0,
+                    help="also run SGLD at the papers' net for as many steps as fit this "
+                         "many seconds, and report the posterior mean's PSNR")
+    ap.add_argument("--sgld-options", default="noise_scale=0.5",
+                    help="options of the SGLD time-budget row, e.g. 'compile=true,members=2'")
     ap.add_argument("--preset-options", default="",
                     help="also time every preset with these options, e.g. "
                          "'precision=bfloat16,channels_last=True'")
@@ -160,40 +222,34 @@ def main(argv=None):
     rows.append(dict(name="original loop (paper net, host copies + 3 PSNR/step)",
                      ms_per_step=base, ratio=1.0))
     # (name, config, run to the end with --full-runs)
-    variants = [("engine, paper config, float32", DIPConfig(capture=False), False)]
-    if dev.type == "cuda":
-        fast = dict(precision="bfloat16", channels_last=True)
-        variants += [
-            ("engine, paper config, float32, CUDA graph", DIPConfig(), True),
-            ("engine, paper config, bfloat16, CUDA graph", DIPConfig(precision="bfloat16"), False),
-            ("engine, paper config, fp32, channels-last, graph", DIPConfig(channels_last=True),
-             False),
-            ("engine, paper config, bf16, channels-last, graph", DIPConfig(**fast), True),
-        ]
-        for k in (int(v) for v in args.members.split(",") if v):
-            variants.append((f"engine, paper config, {k} members, bf16+CL, graph",
-                             DIPConfig(members=k, **fast), k == 4))
-    else:
-        variants.append(("engine, paper config, channels-last", DIPConfig(channels_last=True),
-                         False))
+    variants = cuda_variants(args) if dev.type == "cuda" else [
+        ("engine, paper config, float32", DIPConfig(capture=False), False),
+        ("engine, paper config, channels-last", DIPConfig(channels_last=True), False)]
     for name, cfg, full in variants:
-        ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
+        ms, peak, first = engine_step_time(noisy, dev, cfg, args.steps, ca)
         row = dict(name=name, ms_per_step=ms, peak_gib=peak, ratio=base / ms,
-                   members=cfg.members, ms_per_member_step=ms / cfg.members)
+                   members=cfg.members, ms_per_member_step=ms / cfg.members,
+                   first_snapshot_s=first)
         if args.full_runs and dev.type == "cuda" and full:
             secs, res = full_run(noisy, clean, dev, cfg, ca)
-            row.update(seconds=secs, steps=res.steps, psnr=res.psnr, notes=res.info.notes)
+            row.update(seconds=secs, steps=res.steps, psnr=res.psnr, notes=res.info.notes,
+                       stop_reason=res.stop_reason)
+        rows.append(row)
+        print(row, flush=True)
+    if args.sgld_seconds > 0:
+        row = sgld_in_budget(noisy, clean, dev, ca, args)
+        row["ratio"] = base / row["ms_per_step"]
         rows.append(row)
         print(row, flush=True)
     extra = parse_options(args.preset_options)
     option_sets = [("", {})] + ([(" +" + args.preset_options, extra)] if extra else [])
-    runs = [(m, p, o) for m in args.methods.split(",") for p in args.presets.split(",")
-            for o in option_sets]
+    runs = [(m, p, o) for m in filter(None, args.methods.split(","))
+            for p in filter(None, args.presets.split(",")) for o in option_sets]
     for method, preset, (suffix, opts) in runs:
         cfg = make_config(method, preset, **opts)
-        ms, peak = engine_step_time(noisy, dev, cfg, args.steps, ca)
+        ms, peak, first = engine_step_time(noisy, dev, cfg, args.steps, ca)
         row = dict(name=f"preset {preset} ({method}){suffix}", ms_per_step=ms,
-                   peak_gib=peak, ratio=base / ms, members=cfg.members,
+                   peak_gib=peak, ratio=base / ms, members=cfg.members, first_snapshot_s=first,
                    ms_per_member_step=ms / cfg.members)
         if args.full_runs and f"{method}:{preset}" not in args.skip_full.split(","):
             secs, res = full_run(noisy, clean, dev, cfg, ca)
@@ -208,12 +264,13 @@ def main(argv=None):
           f"sigma {args.sigma}; torch {torch.__version__}")
     print(f"noisy input PSNR {psnr(noisy, clean):.2f} dB")
     print(f"{'run':58s} {'ms/step':>9s} {'/member':>8s} {'x orig':>7s} {'peak GiB':>9s} "
-          f"{'s total':>8s} {'steps':>6s} {'PSNR':>6s}")
+          f"{'1st (s)':>8s} {'s total':>8s} {'steps':>6s} {'PSNR':>6s}")
+    nan = float("nan")
     for r in rows:
-        print(f"{r['name']:58s} {r['ms_per_step']:9.1f} {r.get('ms_per_member_step', r['ms_per_step']):8.1f} "
-              f"{r['ratio']:7.2f} "
-              f"{r.get('peak_gib', float('nan')):9.2f} {r.get('seconds', float('nan')):8.1f} "
-              f"{r.get('steps', 0):6d} {r.get('psnr', float('nan')):6.2f}")
+        print(f"{r['name']:58s} {r['ms_per_step']:9.1f} "
+              f"{r.get('ms_per_member_step', r['ms_per_step']):8.1f} {r['ratio']:7.2f} "
+              f"{r.get('peak_gib', nan):9.2f} {r.get('first_snapshot_s', nan):8.1f} "
+              f"{r.get('seconds', nan):8.1f} {r.get('steps', 0):6d} {r.get('psnr', nan):6.2f}")
     if memory:
         print(f"\n{'memory model: config':44s} {'size':>6s} {'estimate GiB':>13s} "
               f"{'peak GiB':>9s}")
@@ -238,7 +295,7 @@ def memory_model_rows(dev, args):
         for size in (256, 512, 1024):
             noisy, _ = test_image(size, args.rgb, args.sigma)
             torch.cuda.empty_cache()
-            _, peak = engine_step_time(noisy, dev, cfg, 5, -1 if args.rgb else None)
+            _, peak, _ = engine_step_time(noisy, dev, cfg, 5, -1 if args.rgb else None)
             est = tiling.estimate_memory(cfg, (size, size), 3 if args.rgb else 1, "cuda")
             out.append(dict(name=name, size=size, estimate_gib=est / 2**30, peak_gib=peak))
             print(out[-1], flush=True)

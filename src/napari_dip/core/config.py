@@ -103,6 +103,13 @@ class DIPConfig:
     channels_last : bool
         Keep activations and convolution weights in channels-last layout (NHWC), which
         the tensor-core convolutions of recent GPUs prefer.
+    compile : bool
+        On CUDA, compile the net's forward and backward pass with ``torch.compile``
+        (TorchInductor), which fuses the memory-bound work between the convolutions
+        (normalisation, LeakyReLU, padding, upsampling, concatenation) into a few
+        generated kernels. The first steps then wait for the compiler (tens of seconds,
+        once per image shape and process); falls back to ordinary steps, with a note,
+        where compiling fails. No effect elsewhere (on the CPU it was slower).
     """
 
     steps: int = 3000
@@ -133,6 +140,7 @@ class DIPConfig:
     tile_overlap: int = 32
     members: int = 1
     channels_last: bool = False
+    compile: bool = False
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -339,7 +347,7 @@ def _validate(cfg: DIPConfig) -> None:
                 raise ValueError(f"{name}: expected a finite number {rng}, got {value!r}")
         elif name in _CHOICES:
             _choice(name, value, _CHOICES[name])
-        elif name in ("auto_stop", "ema_warmup", "capture", "channels_last"):
+        elif name in ("auto_stop", "ema_warmup", "capture", "channels_last", "compile"):
             if not isinstance(value, bool):
                 raise TypeError(f"{name}: expected True or False, got {value!r}")
     if cfg.lr <= 0:

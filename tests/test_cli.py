@@ -325,6 +325,18 @@ def test_tile_size_and_memory_budget(tmp_path, capsys):
     assert "--memory-budget" in capsys.readouterr().err
 
 
+def test_compile_flag_reaches_the_config_and_the_sidecar(tmp_path, monkeypatch):
+    from napari_dip.core import engine
+
+    monkeypatch.setitem(engine.COMPILE_BACKENDS, "cpu", "aot_eager")  # CUDA: inductor
+    src = tmp_path / "a.tif"
+    tifffile.imwrite(src, _noisy((32, 32), np.uint16), photometric="minisblack")
+    assert main([str(src), "-o", str(tmp_path / "out"), *FAST, "--compile"]) == 0
+    side = json.loads((tmp_path / "out" / "a_dip.json").read_text())
+    assert side["config"]["compile"] is True
+    assert "compile: aot_eager" in side["notes"]
+
+
 def test_poisson_gaussian_noise_model(tmp_path, capsys):
     rng = np.random.default_rng(0)
     raw = (100 + 2 * rng.poisson(20, (32, 32)) + rng.normal(0, 3, (32, 32))).astype(np.uint16)

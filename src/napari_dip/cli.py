@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "N x N, blended without seams (the same as --option tile_size=N; "
                           "default: tiles only when an image would not fit the memory "
                           "budget); on a cluster every tile is a task of its own")
+    run.add_argument("--compile", action="store_true",
+                     help="CUDA: compile the net with torch.compile, which fuses the work "
+                          "between its convolutions; steps are 1.4-1.7x faster after about a "
+                          "minute of compiling per image size (worth it for a batch of "
+                          "same-size images; the same as --option compile=true)")
     run.add_argument("--noise-model", choices=("gaussian", "poisson-gaussian"),
                      default="gaussian",
                      help="poisson-gaussian: photon-counting data (e.g. fluorescence); the "
@@ -244,13 +249,15 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_tile_size(args: argparse.Namespace, settings: "Settings") -> None:
+    """--tile-size and --compile: shorthands for configuration fields."""
     size = getattr(args, "tile_size", None)
-    if size is None or settings.cfg.tile_size == size:
-        return
-    try:
-        settings.cfg = settings.cfg.replace(tile_size=size)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--tile-size {size}: {exc}") from None
+    if size is not None and settings.cfg.tile_size != size:
+        try:
+            settings.cfg = settings.cfg.replace(tile_size=size)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--tile-size {size}: {exc}") from None
+    if getattr(args, "compile", False):
+        settings.cfg = settings.cfg.replace(compile=True)
 
 
 def _cluster_requested(args: argparse.Namespace) -> bool:

@@ -109,7 +109,7 @@ class DIPConfig:
         (normalisation, LeakyReLU, padding, upsampling, concatenation) into a few
         generated kernels. The first steps then wait for the compiler (tens of seconds,
         once per image shape and process); falls back to ordinary steps, with a note,
-        where compiling fails. No effect elsewhere (on the CPU it was slower).
+        where compiling fails. No effect elsewhere (on two CPU cores it gained nothing).
     """
 
     steps: int = 3000

@@ -323,13 +323,14 @@ def test_sgld_burn_in_follows_steps(dock):
 def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     viewer.add_image(tiny_image(dtype=np.uint16), name="counts")
     configure(dock, method="sgld", steps=20, every=5, burn_in=5, thinning=2, members=3,
-              noise_model="poisson-gaussian")
+              noise_model="poisson-gaussian", compile_net=True)
     opts = dock.run_options()
     assert opts["members"] == 3 and opts["noise_model"] == "poisson-gaussian"
+    assert opts["compile"] is True
     run_to_end(qtbot, dock)
     res = viewer.layers["counts [SGLD]"]
     md = res.metadata
-    assert md["config"]["members"] == 3
+    assert md["config"]["members"] == 3 and md["config"]["compile"] is True
     assert md["samples"] == 3 * 8  # three chains pooled
     assert md["noise_model"]["model"] == "poisson-gaussian"
     assert res.data.shape == (32, 32) and res.data.dtype == np.uint16
@@ -337,4 +338,4 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     # back to the defaults: nothing extra is passed
     configure(dock, method="dip", noise_model="gaussian")
     opts = dock.run_options()
-    assert "members" not in opts and "noise_model" not in opts
+    assert "members" not in opts and "noise_model" not in opts and "compile" not in opts

@@ -4,7 +4,7 @@ low-photon microscopy image.
 For every image and setting: the PSNR of the estimate the stop rule returns and its step,
 and the best PSNR among the snapshots (against the ground truth) and its step.
 
-    python benchmarks/bench_stop_rule.py --settings base,fit1.2
+    python benchmarks/bench_stop_rule.py --settings discrepancy,variance,none
     python benchmarks/bench_stop_rule.py --settings fit1.2 --images cam_c,cell_p10
 """
 
@@ -20,10 +20,12 @@ import torch
 import napari_dip
 
 SETTINGS = {
-    "base": {},
-    "fit1.0": dict(stop_fit=1.0),
-    "fit1.2": dict(stop_fit=1.2),
-    "fit1.5": dict(stop_fit=1.5),
+    "discrepancy": dict(stop_rule="discrepancy"),
+    "variance": dict(stop_rule="variance"),
+    "fit1.0": dict(stop_rule="variance", stop_fit=1.0),
+    "fit1.2": dict(stop_rule="variance", stop_fit=1.2),
+    "fit1.5": dict(stop_rule="variance", stop_fit=1.5),
+    "none": dict(auto_stop=False),  # every step: its best snapshot is the true oracle
 }
 
 
@@ -47,7 +49,8 @@ def images(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--settings", default="base,fit1.2")
+    ap.add_argument("--settings", default="discrepancy,variance,none",
+                    help="comma list of " + ", ".join(SETTINGS))
     ap.add_argument("--images", default="cam_a,cam_b,cam_c,cell_p10")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--threads", type=int, default=2)

@@ -401,9 +401,10 @@ def test_api_close_at_random_points(case, observe):
 def test_api_engine_error(case, observe, fault):
     img = _image(2)
     before = img.copy()
-    clean = restore(img, steps=12, seed=1, device="cpu", **TINY).image
+    kw = dict(steps=12, seed=1, device="cpu", auto_stop=False, **TINY)  # all 12 steps run
+    clean = restore(img, **kw).image
     fault.arm(7, RuntimeError("simulated failure in the network"))
-    gen = iterate(img, steps=12, seed=1, device="cpu", **TINY)
+    gen = iterate(img, **kw)
     with pytest.raises(RuntimeError, match="simulated failure in the network"):
         for _ in gen:
             pass
@@ -411,12 +412,11 @@ def test_api_engine_error(case, observe, fault):
         next(gen)
     with pytest.raises(RuntimeError, match="simulated failure"):
         fault.arm(7, RuntimeError("simulated failure in the network"))
-        restore(img, steps=12, seed=1, device="cpu", **TINY)
+        restore(img, **kw)
     observe("RuntimeError with its message reached the caller (iterate and restore)")
     np.testing.assert_array_equal(img, before)
     fault.arm(0, None)  # disarmed
-    np.testing.assert_array_equal(restore(img, steps=12, seed=1, device="cpu", **TINY).image,
-                                  clean)
+    np.testing.assert_array_equal(restore(img, **kw).image, clean)
     observe("next run identical to an undisturbed one")
 
 
@@ -425,9 +425,9 @@ def test_api_keyboard_interrupt(case, observe, fault):
     img = _image(3)
     fault.arm(5, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        restore(img, steps=12, seed=0, device="cpu", **TINY)
+        restore(img, steps=12, seed=0, device="cpu", auto_stop=False, **TINY)
     observe("KeyboardInterrupt reached the caller")
-    res = restore(img, steps=6, seed=0, device="cpu", **TINY)
+    res = restore(img, steps=6, seed=0, device="cpu", auto_stop=False, **TINY)
     assert res.steps == 6 and res.image.shape == img.shape
     observe("next run completed")
 
@@ -648,7 +648,7 @@ def test_cli_interrupt_during_commit(case, observe, two_inputs, tmp_path, monkey
 def test_cli_engine_error(case, observe, fault, two_inputs, tmp_path, capsys):
     out = tmp_path / "out"
     fault.arm(4, RuntimeError("simulated failure in the network"))
-    status = main([str(two_inputs), "-o", str(out), *FAST])
+    status = main([str(two_inputs), "-o", str(out), *FAST, "--no-auto-stop"])
     captured = capsys.readouterr()
     assert status == 1
     assert "a.tif" in captured.err and "simulated failure in the network" in captured.err

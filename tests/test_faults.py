@@ -23,7 +23,7 @@ def _rss_mib():
 def test_close_at_any_point(method, stop_after):
     img = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     gen = iterate(img, method=method, steps=200, seed=0, device="cpu", **TINY,
-                  **({"burn_in": 5, "thinning": 2} if method == "sgld" else {}))
+                  **({"burn_in": 5, "thinning": 2} if method == "sgld" else {"auto_stop": False}))
     seen = [next(gen) for _ in range(stop_after)]
     gen.close()  # also before the first step
     assert [s.step for s in seen] == [3 * (k + 1) for k in range(stop_after)]

@@ -23,7 +23,8 @@ def _psnr(a, b):
 def test_shape_dtype_range_kept(tiny, shape, channel_axis):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, shape).astype(np.uint8)
-    res = restore(img, channel_axis=channel_axis, steps=6, seed=0, device="cpu", **tiny)
+    res = restore(img, channel_axis=channel_axis, steps=6, seed=0, device="cpu", auto_stop=False,
+                  **tiny)
     assert res.image.shape == img.shape and res.image.dtype == np.uint8
     assert res.steps == 6 and res.variance is None and res.stop_reason
     f32 = restore(img, channel_axis=channel_axis, steps=6, seed=0, device="cpu",
@@ -135,7 +136,7 @@ def test_snapshots_stream_and_close_stops(tiny):
 def test_stop_rule_stops_and_reports(tiny):
     img = np.random.default_rng(7).random((16, 16)).astype(np.float32)
     res = restore(img, steps=400, seed=0, device="cpu", stop_window=5, stop_warmup=10,
-                  stop_patience=20, **tiny)
+                  stop_patience=20, stop_rule="variance", **tiny)
     assert res.best_step is not None and res.best_step <= res.steps
     assert res.stop_reason.startswith(("stopped", "reached"))
     if res.stop_reason.startswith("stopped"):

@@ -102,7 +102,7 @@ def test_impossible_budget_is_refused_before_the_run_naming_the_argument():
 def test_tiled_restore_keeps_shape_dtype_and_reports_the_plan():
     clean, noisy = _noisy()
     noisy16 = np.clip(noisy * 60000, 0, 65535).astype(np.uint16)
-    res = restore(noisy16, steps=40, tile_size=32, tile_overlap=8, **TINY)
+    res = restore(noisy16, steps=40, tile_size=32, tile_overlap=8, auto_stop=False, **TINY)
     assert res.image.shape == noisy16.shape and res.image.dtype == np.uint16
     assert res.info.tiles == {"tiles": 6, "tile_shape": [32, 32], "overlap": 8}
     assert res.steps == 6 * 40 and len(res.losses) == res.steps  # every step's loss

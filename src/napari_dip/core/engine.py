@@ -23,7 +23,7 @@ from .device import device_name, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
-from .stopping import WindowedVariance
+from .stopping import Discrepancy, WindowedVariance
 
 
 # torch.compile backend per device type; other devices run the net as it is. (On two CPU
@@ -31,6 +31,9 @@ from .stopping import WindowedVariance
 # 256x256 grey, after 111 s of compiling: benchmarks/bench_compile_cpu.py.) Tests map
 # "cpu" to "aot_eager" to check the compiled path.
 COMPILE_BACKENDS: dict[str, str] = {"cuda": "inductor"}
+# Below this estimated noise variance (a std of 0.1 % of the data range) an image counts as
+# clean, and the discrepancy stop rule gives way to the windowed-variance rule.
+MIN_NOISE_VARIANCE = 1e-6
 
 
 @dataclass
@@ -188,7 +191,28 @@ def run(
     use_bf16 = cfg.precision == "bfloat16" and device.type == "cuda"
     moments = RunningMoments() if sgld else None
     stopper = None
-    if cfg.auto_stop and not sgld:
+    discrepancy = None
+    rule = cfg.stop_rule if cfg.auto_stop and not sgld else None
+    if rule == "discrepancy":
+        if prep.known is not None:
+            rule = "variance"
+            info.notes.append("stop rule: windowed variance (the discrepancy rule is for "
+                              "images without missing pixels)")
+        else:
+            sigma2 = arrays.noise_variance(prep.data)
+            if sigma2 > MIN_NOISE_VARIANCE:
+                level = cfg.stop_discrepancy * sigma2
+                discrepancy = Discrepancy(target[0], None if weight is None else weight[0],
+                                          denom, level)
+                info.notes.append(
+                    f"stop rule: discrepancy: stops once the estimate is within "
+                    f"{cfg.stop_discrepancy:g} x the noise variance estimated from the image "
+                    f"(noise std {np.sqrt(sigma2):.3g} of the data range)")
+            else:
+                rule = "variance"
+                info.notes.append("stop rule: windowed variance (no noise measurable in the "
+                                  "image for the discrepancy rule)")
+    if rule == "variance":
         threshold = 0.0
         if cfg.stop_fit > 0:
             threshold = cfg.stop_fit * arrays.noise_variance(prep.data, prep.known)
@@ -272,7 +296,10 @@ def run(
         if final and keep_known:
             image = arrays.keep_known_pixels(image, prep, output_dtype=output_dtype)
         best = None
-        if stopper is not None:
+        if discrepancy is not None:
+            found = int(discrepancy.step.item())
+            best = found + 1 if found >= 0 else None
+        elif stopper is not None:
             best = int(stopper.best_step.item())
             best = best + 1 if best >= 0 else None
         return Snapshot(
@@ -334,8 +361,16 @@ def run(
                         moments.add(members_now[k:k + 1])
             if stopper is not None:
                 stopper.update(i, o[0], current_estimate(o)[0], loss_now)
+            if discrepancy is not None:
+                discrepancy.update(i, current_estimate(o)[0])
             step = i + 1
             if step % cfg.snapshot_every == 0 and step < cfg.steps:
+                if discrepancy is not None:
+                    found = int(discrepancy.step.item())
+                    if found >= 0:
+                        stop_reason = (f"stopped: the estimate of step {found + 1} fits the "
+                                       f"image to the noise level (discrepancy rule)")
+                        break
                 if stopper is not None:
                     best = int(stopper.best_step.item())
                     if best >= 0 and step - (best + 1) >= cfg.stop_patience:
@@ -347,7 +382,20 @@ def run(
                 yield snapshot(False, current_estimate(o), None)
                 last_snapshot_step = step
         # -- final result -------------------------------------------------------------
-        if stopper is not None:
+        if discrepancy is not None:
+            found = int(discrepancy.step.item())
+            if found >= 0:
+                final = discrepancy.estimate[None]
+                if stop_reason is None:
+                    stop_reason = (f"reached the maximum of {cfg.steps} steps; estimate of "
+                                   f"step {found + 1}, which fits the image to the noise level "
+                                   f"(discrepancy rule)")
+            else:  # still short of the noise level: the latest estimate is the best fit
+                final = current_estimate(out_now)
+                stop_reason = (f"reached the maximum of {cfg.steps} steps before the estimate "
+                               f"fit the image to the noise level (discrepancy rule); last "
+                               f"estimate")
+        elif stopper is not None:
             best = int(stopper.best_step.item())
             if best >= 0:
                 final = stopper.best_estimate[None]
@@ -366,7 +414,8 @@ def run(
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
         yield snapshot(True, final, stop_reason)
     finally:
-        del net, forward, compiled, opt, z, target, weight, ema, moments, members_now, stopper, backtrack, graph, out_now
+        del net, forward, compiled, opt, z, target, weight, ema, moments, members_now, stopper
+        del discrepancy, backtrack, graph, out_now
         release(device)
         torch.backends.cudnn.benchmark = cudnn_benchmark
 

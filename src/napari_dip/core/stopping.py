@@ -1,5 +1,9 @@
 """Stop rules that need no ground truth.
 
+The discrepancy principle (Morozov, 1966): an estimate that differs from the noisy data
+by less than the noise itself has begun to reproduce the noise, so stop when the residual
+on the known pixels falls to about the noise variance, which is estimated from the image.
+
 The windowed moving variance rule (ES-WMV) of Wang et al., "Early Stopping for Deep Image
 Prior": the mean squared distance of the last W outputs to their mean falls to a minimum
 near the step where the output is closest to the clean image. This implementation keeps a
@@ -70,3 +74,31 @@ class WindowedVariance:
         self.best_value = torch.where(better, value, self.best_value)
         self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
         self.best_estimate.copy_(torch.where(better, estimate.detach().float(), self.best_estimate))
+
+
+class Discrepancy:
+    """Finds the first step whose estimate's residual falls to ``threshold``.
+
+    The residual is the mean squared difference between the estimate and the target over
+    the known pixels (``weight`` > 0, or all). Everything stays on the device: the step
+    (-1 until found) and a copy of the estimate at that step.
+    """
+
+    def __init__(self, target: torch.Tensor, weight: torch.Tensor | None, denom: float,
+                 threshold: float) -> None:
+        self.target = target
+        self.weight = weight
+        self.denom = denom
+        self.threshold = threshold
+        self.step = torch.full((), -1, dtype=torch.int64, device=target.device)
+        self.estimate = torch.zeros_like(target, dtype=torch.float32)
+        self.last_value = torch.full((), float("nan"), device=target.device)
+
+    def update(self, step: int, estimate: torch.Tensor) -> None:
+        est = estimate.detach().float()
+        sq = (est - self.target).square()
+        value = (sq * self.weight).sum() / self.denom if self.weight is not None else sq.mean()
+        self.last_value = value
+        first = (self.step < 0) & (value <= self.threshold)
+        self.step = torch.where(first, torch.full_like(self.step, step), self.step)
+        self.estimate.copy_(torch.where(first, est, self.estimate))

@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=_positive_int, metavar="N",
                      help="maximum number of optimisation steps (default: the preset's)")
     run.add_argument("--auto-stop", action=argparse.BooleanOptionalAction, default=None,
-                     help="DIP: stop automatically by the windowed-variance rule (default: on)")
+                     help="DIP: stop by itself (discrepancy rule; windowed variance with a "
+                          "mask) (default: on)")
     run.add_argument("--option", action="append", type=_parse_option, default=[],
                      metavar="KEY=VALUE",
                      help="any configuration field, e.g. width=32, lr=0.02, burn_in=500 "

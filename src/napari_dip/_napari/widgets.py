@@ -206,8 +206,9 @@ class DIPWidget(Container):
             tooltip="Maximum number of optimisation steps (set by the preset).")
         self.auto_stop = CheckBox(
             name="auto_stop", text="auto-stop", value=True,
-            tooltip="DIP: stop when the output stops improving (windowed-variance rule)\n"
-                    "and keep the best estimate. SGLD runs its full schedule.")
+            tooltip="DIP: stop once the estimate explains the image down to its noise level\n"
+                    "(or, with a mask, when the output stops improving) and keep that\n"
+                    "estimate. SGLD runs its full schedule.")
         self.channels = ComboBox(
             name="channels", label="channels", choices=CHANNEL_CHOICES, value=None,
             tooltip="Axis of colour channels, restored together. RGB layers use the last "
@@ -426,8 +427,8 @@ class DIPWidget(Container):
         self.auto_stop.enabled = not sgld
         self.auto_stop.native.setToolTip(
             "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
-            "Stop when the output stops improving (windowed-variance rule) and keep the "
-            "best estimate.")
+            "Stop once the estimate explains the image down to its noise level (or, with a "
+            "mask, when the output stops improving) and keep that estimate.")
         for name in SGLD_ONLY:
             getattr(self, name).enabled = sgld
         self._apply_preset()

@@ -141,7 +141,8 @@ def iterate(
     steps : int, optional
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional
-        DIP: stop by the windowed-variance rule (on by default). Not used by SGLD.
+        DIP: stop by itself (``stop_rule``: the discrepancy principle, or the
+        windowed-variance rule with a mask; on by default). Not used by SGLD.
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     seed : int, optional
@@ -305,7 +306,7 @@ def resolve_config(
         cfg = make_config(method, preset, steps=steps, auto_stop=auto_stop, **options)
     if isinstance(cfg, SGLDConfig) and cfg.auto_stop:
         raise ValueError(
-            "auto_stop: the windowed-variance stop rule is for method 'dip'; SGLD's posterior "
+            "auto_stop: the stop rule is for method 'dip'; SGLD's posterior "
             "mean does not overfit, so it runs its full schedule. Got auto_stop=True with "
             "method 'sgld'"
         )

@@ -4,8 +4,9 @@ One generator runs both algorithms: DIP (Ulyanov et al., 2018) with input jitter
 an exponential moving average of the output, backtracking and a stop rule (the
 discrepancy principle, or the windowed-variance rule); SGLD-DIP (Cheng et al., 2019)
 adds Langevin noise to the convolution weights after every step and accumulates the
-posterior mean and variance of the thinned samples after burn-in. Between snapshots nothing waits for the host: every decision that depends on data
-(backtracking, the stop rule's minimum) is taken on the device with ``torch.where``.
+posterior mean and variance of the thinned samples after burn-in. Between snapshots
+nothing waits for the host: every decision that depends on data (backtracking, the stop
+rule's step) is taken on the device with ``torch.where``.
 """
 
 from __future__ import annotations

@@ -355,21 +355,10 @@ def parse_args(argv=None):
     if bad:
         p.error(f"--tasks: unknown {sorted(bad)}")
     a.sigmas = [float(s) for s in a.sigmas.split(",")]
-    a.options = _parse_options(a.options)
+    from bench_speed import parse_options  # this folder is on the path when run as a script
+
+    a.options = parse_options(a.options)
     return a
-
-
-def _parse_options(text: str) -> dict:
-    """'members=2,compile=true,precision=bfloat16' -> {'members': 2, 'compile': True, ...}"""
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            out[key.strip()] = json.loads(value.strip().lower() if value.strip().lower() in (
-                "true", "false") else value.strip())
-        except ValueError:
-            out[key.strip()] = value.strip()
-    return out
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,12 @@ scores stop rules on the traces against the best step (the oracle):
 
     python benchmarks/bench_stop_trace.py --preset fast --size 128 --images camera
     python benchmarks/bench_stop_trace.py --device cuda --preset quality --size 256
+    python benchmarks/bench_stop_trace.py --images camera@50:350   # a 128x128 crop at (50, 350)
+    python benchmarks/bench_stop_trace.py --merge a.json b.json     # one table, and a scan of f
+
+``--merge`` reads the JSON of earlier runs (one image each, or several) and prints their
+rules in one table, the residual at the best step over the true and the estimated noise
+variance, and a scan of the fraction f on the stored traces (every 10th step).
 """
 
 from __future__ import annotations
@@ -33,13 +39,20 @@ from napari_dip.core.nets import SkipNet
 
 
 def load(name: str, size: int, sigma: float):
+    """A scikit-image sample: its centre square resized to ``size``, or, for
+    ``name@row:col``, the ``size`` x ``size`` crop at that corner."""
     from skimage import data, transform, util
 
+    name, _, corner = name.partition("@")
     img = util.img_as_float32(getattr(data, name)())
     if img.ndim == 3:
         img = img[..., :3]
-    s = min(img.shape[:2])
-    y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
+    if corner:
+        y0, x0 = (int(v) for v in corner.split(":"))
+        s = size
+    else:
+        s = min(img.shape[:2])
+        y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
     img = img[y0:y0 + s, x0:x0 + s]
     if s != size:
         img = transform.resize(img, (size, size) + img.shape[2:], order=3,
@@ -119,6 +132,51 @@ def score(tr, cfg, sigma2_hat, lags=(0, 100, 200, 400), fs=(1.0, 0.95, 0.9, 0.85
     return out
 
 
+def print_table(results: dict, title: str) -> None:
+    first = next(iter(results.values()))
+    rules = [k for k in first if isinstance(first[k], (tuple, list))]
+    print(f"\n{title}; PSNR of the EMA estimate (step)")
+    print(f"{'rule':10s} " + " ".join(f"{n:>16s}" for n in results) + f" {'mean':>7s} "
+          f"{'below oracle':>12s} {'worst':>6s}")
+    for rule in rules:
+        vals = [results[n][rule][0] for n in results]
+        gaps = [results[n]["oracle"][0] - results[n][rule][0] for n in results]
+        cells = " ".join(f"{results[n][rule][0]:9.2f} ({results[n][rule][1]:4d})"
+                         for n in results)
+        print(f"{rule:10s} {cells} {np.mean(vals):7.2f} {np.mean(gaps):12.2f} "
+              f"{np.max(gaps):6.2f}")
+
+
+def merge(paths: list[str]) -> int:
+    results, traces = {}, {}
+    for path in paths:
+        with open(path) as fh:
+            d = json.load(fh)
+        tag = f"{d['args']['preset']}/{d['args']['size']}/s{d['args']['sigma']:g}"
+        for name, r in d["results"].items():
+            results[f"{name} {tag}"] = r
+            traces[f"{name} {tag}"] = d["traces_every_10"][name]
+    print_table(results, f"{len(results)} runs from {len(paths)} files")
+    print(f"\n{'run':28s} {'best step':>9s} {'resid/sigma2':>12s} {'resid/estimate':>14s}")
+    for key, tr in traces.items():
+        k = int(np.argmax(tr["psnr_ema"]))
+        r = results[key]
+        print(f"{key:28s} {10 * k + 1:9d} {tr['resid_ema'][k] / r['sigma2']:12.3f} "
+              f"{tr['resid_ema'][k] / r['sigma2_hat']:14.3f}")
+    print(f"\nfraction f scanned on the stored traces: dB below the best stored step")
+    print(f"{'f':>5s} " + " ".join(f"{k[:14]:>14s}" for k in traces) + f" {'mean':>6s} "
+          f"{'worst':>6s}")
+    for f in (0.85, 0.88, 0.9, 0.92, 0.95, 1.0):
+        gaps = []
+        for key, tr in traces.items():
+            p, res = np.array(tr["psnr_ema"]), np.array(tr["resid_ema"])
+            hit = np.nonzero(res <= f * results[key]["sigma2_hat"])[0]
+            gaps.append(p.max() - p[hit[0] if len(hit) else len(p) - 1])
+        print(f"{f:5.2f} " + " ".join(f"{g:14.2f}" for g in gaps) + f" {np.mean(gaps):6.2f} "
+              f"{np.max(gaps):6.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -129,7 +187,10 @@ def main(argv=None) -> int:
     ap.add_argument("--images", default="camera,astronaut,coins,chelsea")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="tabulate earlier runs")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -144,19 +205,8 @@ def main(argv=None) -> int:
                              sigma2_hat=s2, sigma2=(args.sigma / 255) ** 2)
         traces[name] = {k: v[::10].tolist() for k, v in tr.items()}
         print(name, {k: v for k, v in results[name].items()}, flush=True)
-    rules = [k for k in next(iter(results.values())) if isinstance(
-        next(iter(results.values()))[k], tuple)]
-    print(f"\n{args.preset} preset, {args.size}x{args.size}, sigma {args.sigma:g}, "
-          f"{cfg.steps} steps, device {args.device}; PSNR of the EMA estimate (step)")
-    print(f"{'rule':10s} " + " ".join(f"{n:>16s}" for n in results) + f" {'mean':>7s} "
-          f"{'below oracle':>12s} {'worst':>6s}")
-    for rule in rules:
-        vals = [results[n][rule][0] for n in results]
-        gaps = [results[n]["oracle"][0] - results[n][rule][0] for n in results]
-        cells = " ".join(f"{results[n][rule][0]:9.2f} ({results[n][rule][1]:4d})"
-                         for n in results)
-        print(f"{rule:10s} {cells} {np.mean(vals):7.2f} {np.mean(gaps):12.2f} "
-              f"{np.max(gaps):6.2f}")
+    print_table(results, f"{args.preset} preset, {args.size}x{args.size}, sigma "
+                         f"{args.sigma:g}, {cfg.steps} steps, device {args.device}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(args=vars(args), results=results, traces_every_10=traces), fh)

@@ -249,7 +249,7 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                             "a scheduler file (.json)")
 
 
-def _apply_tile_size(args: argparse.Namespace, settings: "Settings") -> None:
+def _apply_shorthands(args: argparse.Namespace, settings: "Settings") -> None:
     """--tile-size and --compile: shorthands for configuration fields."""
     size = getattr(args, "tile_size", None)
     if size is not None and settings.cfg.tile_size != size:
@@ -940,7 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         settings = _resolve_settings(args, argv)
-        _apply_tile_size(args, settings)
+        _apply_shorthands(args, settings)
         runner = _cluster_runner(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -81,8 +81,8 @@ class DIPConfig:
         of the variance of the last ``stop_window`` outputs.
     stop_discrepancy : float
         The fraction of the estimated noise variance at which "discrepancy" stops (0.9:
-        on the papers' configuration at 256x256, sigma 25, it landed 0.07 dB below the
-        best step on average against 0.56 dB for the windowed variance;
+        on the papers' configuration at 256x256, sigma 25, it landed 0.06 dB below the
+        best step on average against 0.55 dB for the windowed variance;
         benchmarks/RESULTS.md).
     stop_window : int
         Number of recent outputs whose variance is tracked (W = 100).

@@ -89,3 +89,17 @@ def release(dev: torch.device) -> None:
         torch.cuda.empty_cache()
     elif dev.type == "mps" and hasattr(torch, "mps"):
         torch.mps.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException, device: torch.device | None = None) -> bool:
+    """True for the errors PyTorch raises when ``device`` runs out of memory. Python's
+    MemoryError is the host's memory: it counts only when the run is on the CPU."""
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+    if oom_types and isinstance(exc, oom_types):
+        return True
+    if isinstance(exc, MemoryError):
+        return device is None or device.type == "cpu"
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)

@@ -20,7 +20,7 @@ import torch
 
 from . import arrays
 from .config import DIPConfig, SGLDConfig
-from .device import device_name, make_generator, release
+from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
@@ -340,8 +340,7 @@ def run(
                 try:
                     one_step(i)
                 except Exception as exc:  # noqa: BLE001 - run the net as it is, and say why
-                    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
-                            "out of memory" in str(exc)):
+                    if is_out_of_memory(exc):  # the tiling driver's business, not the compiler's
                         raise
                     forward, compiled = net, None
                     info.notes[compile_note] = f"compile: failed ({_why(exc)}); net run as it is"

@@ -23,7 +23,7 @@ import torch
 
 from . import arrays, engine
 from .config import DIPConfig, SGLDConfig
-from .device import release
+from .device import is_out_of_memory, release
 from .nets import SkipNet, axis_levels
 
 # Bytes per pixel that one training step keeps alive (activations, their gradients,
@@ -246,20 +246,6 @@ def choose_tile(cfg: DIPConfig, spatial: tuple[int, ...], channels: int, budget:
         f"{smallest} pixels (about {need / 2**30:.2f} GiB); give a larger budget, a narrower "
         f"net (width={cfg.width}) or a lighter preset"
     )
-
-
-def is_out_of_memory(exc: BaseException, device: torch.device | None = None) -> bool:
-    """True for the errors PyTorch raises when ``device`` runs out of memory. Python's
-    MemoryError is the host's memory: it counts only when the run is on the CPU."""
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    if oom_types and isinstance(exc, oom_types):
-        return True
-    if isinstance(exc, MemoryError):
-        return device is None or device.type == "cpu"
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text
-                                              or "can't allocate memory" in text)
 
 
 # ---------------------------------------------------------------------------------------

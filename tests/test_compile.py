@@ -41,7 +41,8 @@ def test_compiled_net_follows_the_plain_path(cpu_compile, extra):
     # The first loss comes from the same initial weights; after that the traced graph's
     # different rounding is amplified by Adam (which divides tiny gradients by their own
     # size), as between thread counts, so compare the first updates only.
-    assert abs(a.losses[0] - b.losses[0]) <= 1e-6 * a.losses[0]
+    # (SURE's loss is a difference of nearly equal terms: an absolute margin too)
+    assert abs(a.losses[0] - b.losses[0]) <= 1e-6 * abs(a.losses[0]) + 2e-7
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
     np.testing.assert_allclose(a.image, b.image, atol=3e-4)
     if a.variance is not None:

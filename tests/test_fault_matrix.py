@@ -46,7 +46,8 @@ WIDGET_FILE = ROOT / "tests" / "napari" / "test_fault_matrix_widget.py"
 REPORT = ROOT / "docs" / "FAULTS.md"
 
 TINY = dict(width=8, scales=2, skip_channels=2, input_channels=8, snapshot_every=3)
-FAST = ["--preset", "fast", "--steps", "6", "--option", "width=8", "--option", "scales=2",
+FAST = ["--preset", "fast", "--steps", "6", "--option", "loss=mse", "--option", "width=8",
+        "--option", "scales=2",
         "--option", "snapshot_every=3", "--threads", "1", "--device", "cpu", "--seed", "0"]
 
 

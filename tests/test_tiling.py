@@ -174,7 +174,8 @@ def test_step_count_never_goes_back_after_an_out_of_memory_restart(monkeypatch):
 
     monkeypatch.setattr(engine.SkipNet, "forward", late_failure)
     _, noisy = _noisy((64, 64))
-    snaps = list(iterate(noisy, steps=20, tile_overlap=4, snapshot_every=10, **TINY))
+    snaps = list(iterate(noisy, steps=20, tile_overlap=4, snapshot_every=10, loss="mse",
+                         **TINY))
     steps = [s.step for s in snaps]
     assert steps == sorted(steps) and len(set(steps)) == len(steps), steps
     assert snaps[0].tiles == 1 and snaps[-1].tiles > 1 and snaps[-1].done

@@ -361,7 +361,7 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
     try:
         cfg = resolve_config(method=args.method or "dip", preset=args.preset or "balanced",
                              steps=args.steps, auto_stop=args.auto_stop, config=config,
-                             options=options)
+                             options=options, masked=args.mask is not None)
     except (TypeError, ValueError) as exc:
         msg = str(exc)
         if msg.startswith("burn_in"):

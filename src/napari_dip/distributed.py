@@ -734,9 +734,11 @@ def _key(*parts: Any) -> str:
 _CONFIG_ARGS = ("method", "preset", "steps", "auto_stop", "config")
 
 
-def _split_kwargs(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _split_kwargs(kwargs: dict[str, Any], masked: bool = False) -> tuple[Any, dict[str, Any]]:
     """Resolve the configuration here (errors show before anything is sent) and keep the
-    other arguments of :func:`napari_dip.iterate` for the tasks."""
+    other arguments of :func:`napari_dip.iterate` for the tasks. ``masked``: whether any
+    image has a mask (the "fast" preset then fits known pixels for all of them instead of
+    denoising with SURE)."""
     from .core import iterate, resolve_config
 
     params = set(inspect.signature(iterate).parameters) - {"image", "options"}
@@ -750,7 +752,7 @@ def _split_kwargs(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     cfg = resolve_config(method=kwargs.get("method", "dip"),
                          preset=kwargs.get("preset", "balanced"), steps=kwargs.get("steps"),
                          auto_stop=kwargs.get("auto_stop"), config=kwargs.get("config"),
-                         options=options)
+                         options=options, masked=masked)
     return cfg, passed
 
 
@@ -808,8 +810,8 @@ def restore_as_completed(
         raise ValueError(f"errors: expected 'raise' or 'return', got {errors!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries: expected an integer >= 0, got {retries!r}")
-    cfg, passed = _split_kwargs(kwargs)
     mask_list = _per_image(masks, n, "masks")
+    cfg, passed = _split_kwargs(kwargs, masked=any(m is not None for m in mask_list))
     if isinstance(seed, (list, tuple)):
         seeds = [resolve_seed(s) for s in _per_image(seed, n, "seed")]
     else:

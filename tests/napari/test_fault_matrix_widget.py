@@ -256,6 +256,8 @@ def configure(widget, *, method="dip", steps=30, every=2, seed=0, **extra):
     widget.net_scales.value = 2
     widget.snapshot_every.value = every
     widget.seed.value = str(seed)
+    if method == "dip":  # one forward pass per step, which the faults count
+        widget.data_term.value = "mse"
     for name, value in extra.items():
         getattr(widget, name).value = value
 

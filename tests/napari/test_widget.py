@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from napari_dip import make_config  # noqa: E402
 from napari_dip._napari import worker as worker_module  # noqa: E402
 from napari_dip._napari.layers import ROLE_KEY  # noqa: E402
 
@@ -339,3 +340,26 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     configure(dock, method="dip", noise_model="gaussian")
     opts = dock.run_options()
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
+
+
+def test_a_mask_switches_the_fast_preset_between_sure_and_mse(qtbot, viewer, dock):
+    viewer.add_image(tiny_image(), name="img")
+    dock.mask_layer.value = None
+    dock.method.value = "dip"
+    dock.preset.value = "fast"
+    assert dock.data_term.value == "sure" and dock.data_term.enabled
+    assert dock.steps.value == make_config("dip", "fast").steps
+    labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
+    dock.mask_layer.value = labels
+    assert dock.data_term.value == "mse"
+    assert dock.steps.value == make_config("dip", "fast", masked=True).steps
+    assert "loss" not in dock.run_options()  # the engine picks the same for a mask
+    dock.mask_layer.value = None
+    assert dock.data_term.value == "sure"
+    dock.method.value = "sgld"
+    assert not dock.data_term.enabled and "loss" not in dock.run_options()
+    configure(dock, method="dip", steps=10, every=5)
+    run_to_end(qtbot, dock)
+    md = viewer.layers["img [DIP]"].metadata
+    assert md["config"]["loss"] == "sure" and md["steps"] == 10
+    assert any("loss: SURE" in n for n in md["notes"])

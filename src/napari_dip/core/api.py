@@ -137,7 +137,10 @@ def iterate(
     channel_axis : int, optional
         Axis of channels (e.g. -1 for RGB); None for a single channel.
     preset : {"fast", "balanced", "quality"}
-        "quality" is the papers' configuration; the others are lighter and faster.
+        "quality" is the papers' configuration; the others are lighter and faster. DIP
+        with "fast" denoises an image without a mask with the SURE loss (``loss="sure"``:
+        the noisy image as the net's input, no stop rule needed), and fills a mask with
+        the papers' loss.
     steps : int, optional
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional
@@ -180,7 +183,7 @@ def iterate(
         :class:`~napari_dip.core.config.SGLDConfig` (e.g. ``width=64, lr=0.02``).
     """
     cfg = resolve_config(method=method, preset=preset, steps=steps, auto_stop=auto_stop,
-                         config=config, options=options)
+                         config=config, options=options, masked=mask is not None)
     if output_dtype is not None:
         try:
             dt = np.dtype(output_dtype)
@@ -191,6 +194,9 @@ def iterate(
     if not isinstance(keep_known, bool):
         raise TypeError(f"keep_known: expected True or False, got {keep_known!r}")
     prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
+    if cfg.loss == "sure" and prep.known is not None:
+        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
+                         "mask use loss='mse', which fills the missing pixels")
     dev = resolve_device(device)
     seed = resolve_seed(seed)
     # planned now, so that an impossible budget or a tile in a hole is reported at once
@@ -286,8 +292,10 @@ def resolve_config(
     auto_stop: bool | None = None,
     config: DIPConfig | dict | None = None,
     options: dict[str, Any] | None = None,
+    masked: bool = False,
 ) -> DIPConfig:
-    """The configuration a run will use, from the same arguments as :func:`iterate`."""
+    """The configuration a run will use, from the same arguments as :func:`iterate`
+    (``masked``: whether a mask is given; see :func:`~napari_dip.core.config.make_config`)."""
     options = dict(options or {})
     if config is not None:
         if isinstance(config, dict):
@@ -303,7 +311,8 @@ def resolve_config(
             options["auto_stop"] = auto_stop
         cfg = cfg.replace(**options) if options else cfg
     else:
-        cfg = make_config(method, preset, steps=steps, auto_stop=auto_stop, **options)
+        cfg = make_config(method, preset, steps=steps, auto_stop=auto_stop, masked=masked,
+                          **options)
     if isinstance(cfg, SGLDConfig) and cfg.auto_stop:
         raise ValueError(
             "auto_stop: the stop rule is for method 'dip'; SGLD's posterior "

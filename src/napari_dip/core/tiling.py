@@ -12,6 +12,8 @@ left. A run that still runs out of memory is restarted with tiles half the size.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import time
@@ -176,16 +178,20 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     padded = [s + a + b for s, (a, b) in zip(spatial, pads)]
     pixels = float(np.prod(padded))
     act = (ACTIVATION_BYTES * cfg.width + ACTIVATION_BASE) * pixels * cfg.members
-    if cfg.precision == "bfloat16" and device_type == "cuda":
+    sure = cfg.loss == "sure"
+    if sure:  # two forward passes (the image and its perturbation) kept for one backward
+        act *= 2.0
+    elif cfg.precision == "bfloat16" and device_type == "cuda":
         act *= BF16_FACTOR
+    net_cfg = dataclasses.replace(cfg, input_channels=channels) if sure else cfg
     with torch.device("meta"):
-        params = sum(p.numel() for p in SkipNet(cfg, channels, nd=len(spatial),
+        params = sum(p.numel() for p in SkipNet(net_cfg, channels, nd=len(spatial),
                                                 levels=levels).parameters())
     # per-pixel buffers: target, weight, output, EMA, best estimate, SGLD moments, the stop
     # rule's window of outputs, and the input code with its jitter
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
     buffers = 4.0 * pixels * (channels * (images + cfg.members)
-                              + 2 * cfg.input_channels * cfg.members)
+                              + 2 * net_cfg.input_channels * cfg.members)
     return int(MARGIN * (act + buffers + PARAMETER_BYTES * params))
 
 

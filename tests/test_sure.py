@@ -1,0 +1,104 @@
+"""DIP with the SURE loss: the noisy image as input, an unbiased estimate of the error as loss."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_dip import make_config, restore
+from napari_dip.core.config import PRESET_OVERRIDES
+from napari_dip.core.tiling import estimate_memory
+
+KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
+
+
+@pytest.fixture
+def noisy_crop(camera_crop):
+    noisy = camera_crop + np.random.default_rng(0).normal(0, 25 / 255, camera_crop.shape)
+    return noisy.astype(np.float32)
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b) ** 2))
+
+
+def test_fast_preset_denoises_with_sure_and_no_stop_rule(noisy_crop, camera_crop):
+    res = restore(noisy_crop, steps=60, reference=camera_crop, **KW)
+    assert res.info.config.loss == "sure"
+    notes = " ".join(res.info.notes)
+    assert "loss: SURE" in notes and not any(n.startswith("stop rule") for n in res.info.notes)
+    assert res.steps == 60 and res.stop_reason.startswith("reached the maximum of 60 steps")
+    assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
+    # the same steps of the papers' loss, from a random code, are far behind
+    mse = restore(noisy_crop, steps=60, loss="mse", auto_stop=False, reference=camera_crop,
+                  **KW)
+    assert mse.info.config.loss == "mse" and res.psnr > mse.psnr + 2
+
+
+def test_sure_loss_estimates_the_error_to_the_clean_image(noisy_crop, camera_crop):
+    res = restore(noisy_crop, steps=120, lr_final=1.0, reference=camera_crop, **KW)
+    # per step one noisy draw; their mean over the last steps against the true error
+    # (data range of the noisy image: the engine's normalised units)
+    lo, hi = float(noisy_crop.min()), float(noisy_crop.max())
+    true_mse = np.mean(((res.image - camera_crop) / (hi - lo)) ** 2)
+    fit = np.mean(((res.image - noisy_crop) / (hi - lo)) ** 2)
+    estimate = float(np.mean(res.losses))
+    assert estimate < fit  # it subtracts the noise that a plain fit would count
+    assert 0.4 * true_mse < estimate < 2.5 * true_mse
+
+
+def test_sure_runs_repeat_bit_for_bit_and_with_members(noisy_crop):
+    a = restore(noisy_crop, steps=20, **KW)
+    b = restore(noisy_crop, steps=20, **KW)
+    assert np.array_equal(a.image, b.image)
+    two = restore(noisy_crop, steps=20, members=2, **KW)
+    assert two.image.shape == a.image.shape and not np.array_equal(two.image, a.image)
+    assert np.isfinite(two.losses).all()
+
+
+def test_a_mask_gets_the_papers_loss_with_the_fast_preset(camera_crop):
+    mask = np.zeros(camera_crop.shape, bool)
+    mask[20:30, 20:30] = True
+    res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=20, **KW)
+    cfg = res.info.config
+    assert cfg.loss == "mse" and cfg.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
+    with pytest.raises(ValueError, match=r"loss: 'sure' .* mask"):
+        restore(camera_crop, mask=mask, steps=5, loss="sure", **KW)
+
+
+def test_presets_and_validation():
+    fast = make_config("dip", "fast")
+    assert fast.loss == "sure" and fast.jitter == 0 and fast.backtrack_db == 0
+    assert make_config("dip", "fast", masked=True).loss == "mse"
+    plain = make_config("dip", "fast", loss="mse")  # the papers' loss with the fast net
+    assert plain == make_config("dip", "fast", masked=True)
+    assert make_config("dip", "quality").loss == "mse"
+    assert make_config("sgld", "fast").loss == "mse"
+    with pytest.raises(ValueError, match="loss: method 'sgld'"):
+        make_config("sgld", "fast", loss="sure")
+    with pytest.raises(ValueError, match="loss: expected one of 'mse', 'sure'"):
+        make_config("dip", "fast", loss="l1")
+    with pytest.raises(TypeError, match="masked: expected True or False"):
+        make_config("dip", "fast", masked="yes")
+    assert make_config("dip", "fast", loss="SURE").loss == "sure"
+
+
+def test_memory_model_counts_the_second_pass():
+    cfg = make_config("dip", "fast")
+    plain = dataclasses.replace(cfg, loss="mse")
+    assert estimate_memory(cfg, (256, 256), 1) > 1.5 * estimate_memory(plain, (256, 256), 1)
+
+
+def test_an_image_without_noise_is_said_to_be_one(camera_crop):
+    smooth = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    res = restore(smooth, steps=10, **KW)
+    assert any("no noise measurable" in n for n in res.info.notes)
+
+
+def test_sure_in_tiles(noisy_crop, camera_crop):
+    whole = restore(noisy_crop, steps=30, reference=camera_crop, **KW)
+    tiled = restore(noisy_crop, steps=30, tile_size=32, tile_overlap=8, reference=camera_crop,
+                    **KW)
+    assert tiled.info.tiles is not None and tiled.info.tiles["tiles"] > 1
+    assert tiled.image.shape == noisy_crop.shape
+    assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 3 and abs(tiled.psnr - whole.psnr) < 2

@@ -35,6 +35,15 @@ from napari_dip.samples import noisy_camera
 CONFIGS = {
     "fast": ("fast", {}),
     "fast-mse": ("fast", dict(loss="mse")),  # the papers' loss with the fast preset's net
+    # variants of the fast preset's SURE settings (lr 0.003 easing to 0.0015, 300 steps)
+    "sure-const": ("fast", dict(lr_final=1.0)),
+    "sure-lr5e-3": ("fast", dict(lr=0.005, lr_final=0.2)),
+    "sure-lr2e-3": ("fast", dict(lr=0.002, lr_final=0.3)),
+    "sure-w24": ("fast", dict(width=24, lr=0.002)),
+    "sure-s5": ("fast", dict(scales=5)),
+    "sure-skip16": ("fast", dict(skip_channels=16)),
+    "sure-nearest": ("fast", dict(upsample="nearest")),
+    "sure-600": ("fast", dict(steps=600)),
     "w16": ("fast", dict(width=16, lr=0.02)),
     "fast-2-members": ("fast", dict(members=2)),
     "balanced": ("balanced", {}),

@@ -3,7 +3,9 @@
 # paths (compiled net included), the speed table at the papers' configuration with full
 # runs, SGLD within 30 s, and the 512x512x64 volume under a 24 GB-like budget. Every stage
 # has its own time limit so that a slow stage cannot eat the others. The quality stage runs
-# only with QUALITY=1 (a second session or command).
+# only with QUALITY=1 (a second session or command); QUALITY_PRESET, QUALITY_SIGMAS and
+# QUALITY_OPTIONS change it (e.g. QUALITY_OPTIONS="loss=sure,lr=0.003,lr_final=0.5,steps=600"
+# for the SURE loss on the papers' net).
 # Usage: OUT=results_dir bash benchmarks/gpu_session.sh   (writes at most 8 files into OUT)
 set -uo pipefail
 export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -20,7 +22,8 @@ stage() {  # stage SECONDS NAME COMMAND...
 }
 if [ "${QUALITY:-0}" = 1 ]; then
     stage "${QUALITY_LIMIT:-200}" quality python3 benchmarks/bench_quality.py --device cuda \
-        --preset quality --size 256 --images 4 --sigmas 25 --tasks denoise --no-sgld \
+        --preset "${QUALITY_PRESET:-quality}" --size 256 --images 4 --sigmas "${QUALITY_SIGMAS:-25}" \
+        --tasks denoise --no-sgld \
         --options "${QUALITY_OPTIONS:-members=1}" --json "$OUT/quality_cuda.json"
     exit 0
 fi

@@ -349,9 +349,10 @@ def test_a_mask_switches_the_fast_preset_between_sure_and_mse(qtbot, viewer, doc
     dock.preset.value = "fast"
     assert dock.data_term.value == "sure" and dock.data_term.enabled
     assert dock.steps.value == make_config("dip", "fast").steps
+    assert not dock.auto_stop.enabled  # SURE runs its steps
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
-    assert dock.data_term.value == "mse"
+    assert dock.data_term.value == "mse" and dock.auto_stop.enabled
     assert dock.steps.value == make_config("dip", "fast", masked=True).steps
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None

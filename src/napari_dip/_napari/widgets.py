@@ -345,6 +345,7 @@ class DIPWidget(Container):
         self.method.changed.connect(self._on_method_changed)
         self.preset.changed.connect(self._apply_preset)
         self.mask_layer.changed.connect(self._on_mask_changed)
+        self.data_term.changed.connect(self._update_auto_stop)
         self.steps.changed.connect(self._on_steps_changed)
         self.image_layer.changed.connect(self._on_image_changed)
         self.mode.changed.connect(self._update_history_enabled)
@@ -437,16 +438,25 @@ class DIPWidget(Container):
         sgld = self.method.value == "sgld"
         # SGLD shows the box unticked; DIP gets back the user's last choice
         self.auto_stop.value = False if sgld else self._dip_auto_stop
-        self.auto_stop.enabled = not sgld
-        self.auto_stop.native.setToolTip(
-            "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
-            "Stop once the estimate explains the image down to its noise level (or, with a "
-            "mask, when the output stops improving) and keep that estimate.")
         for name in SGLD_ONLY:
             getattr(self, name).enabled = sgld
         for name in DIP_ONLY:
             getattr(self, name).enabled = not sgld
         self._apply_preset()
+        self._update_auto_stop()
+
+    def _update_auto_stop(self, *_: Any) -> None:
+        """The stop rule is for DIP with the squared error: SGLD's mean and SURE's fit do
+        not overfit, so they run their steps."""
+        sgld = self.method.value == "sgld"
+        sure = not sgld and self.data_term.value == "sure"
+        self.auto_stop.enabled = not (sgld or sure)
+        self.auto_stop.native.setToolTip(
+            "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
+            "The SURE data term does not fit the noise: the run goes through its steps." if
+            sure else
+            "Stop once the estimate explains the image down to its noise level (or, with a "
+            "mask, when the output stops improving) and keep that estimate.")
 
     def _remember_auto_stop(self, value: bool) -> None:
         if self.method.value == "dip":

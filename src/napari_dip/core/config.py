@@ -249,7 +249,11 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 }
 # Where these presets denoise an image without a mask, their DIP uses the SURE loss with
 # the image as input, on top of the overrides above (which stay for images with a mask,
-# whose holes only the papers' loss can fill). Fast: TODO numbers.
+# whose holes only the papers' loss can fill). Fast, on two CPU cores, 256x256 camera,
+# sigma 25: 29.41 dB in 69 s (BM3D 30.81; the papers' loss with the fast net: 23.45 dB at
+# 60 s). Width 16 and 4 scales beat 24 channels, 5 scales, no normalisation, a residual
+# output and 16 skip channels; a constant lr of 0.004-0.005 overfits after 300-450 steps
+# (benchmarks/RESULTS.md).
 SURE_OVERRIDES: dict[str, dict[str, Any]] = {
     "fast": dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                  ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10),

@@ -37,9 +37,14 @@ COMPILE_BACKENDS: dict[str, str] = {"cuda": "inductor"}
 # clean, and the discrepancy stop rule gives way to the windowed-variance rule.
 MIN_NOISE_VARIANCE = 1e-6
 # Length of the random perturbation of the input with which loss="sure" estimates the
-# divergence of the net (data range 1). Between 1e-3 and 6e-2 the estimate changed by 2 %
-# (fast SURE settings, 256x256 camera, sigma 25).
-SURE_STEP = 0.01
+# divergence of the net (data range 1). For a given net the estimate hardly depends on it
+# (2 % between 1e-3 and 6e-2), but during the fit a longer one lets the net learn to damp
+# perturbations of that size and so game the estimate: on a 64x64 camera at sigma 25 the
+# fast preset ended 0.49 dB below its best step with 0.01 and 1.79 dB with 0.05, but
+# 0.16 dB with 0.003 and 0.05 dB with 0.001, which climbs slower (best 27.37 against
+# 27.52 dB; benchmarks/bench_sure_step.py). On six 256x256 images 0.003 and 0.01 gave the
+# same mean (benchmarks/RESULTS.md).
+SURE_STEP = 0.003
 
 
 @dataclass

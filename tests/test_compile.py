@@ -43,7 +43,10 @@ def test_compiled_net_follows_the_plain_path(cpu_compile, extra):
     # size), as between thread counts, so compare the first updates only.
     # (SURE's loss is a difference of nearly equal terms: an absolute margin too)
     assert abs(a.losses[0] - b.losses[0]) <= 1e-6 * abs(a.losses[0]) + 2e-7
-    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
+    # SURE (the fast preset's DIP loss) divides a difference of two passes by the
+    # perturbation length, which magnifies the rounding: 1e-3 there, 1e-4 for the rest
+    sure = b.info.config.loss == "sure"
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-3 if sure else 1e-4)
     np.testing.assert_allclose(a.image, b.image, atol=3e-4)
     if a.variance is not None:
         assert float(a.variance.max()) > 0

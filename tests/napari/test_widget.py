@@ -116,7 +116,11 @@ def test_widget_defaults_follow_selection_and_method(viewer, dock):
     assert not dock.auto_stop.enabled and not dock.auto_stop.value
     assert dock.run_options()["auto_stop"] is None
     dock.method.value = "dip"
-    assert dock.auto_stop.enabled and dock.auto_stop.value
+    assert dock.auto_stop.value  # the user's choice is back
+    # the stop rule is for the squared error; SURE (the fast preset's) runs its steps
+    assert dock.auto_stop.enabled == (dock.data_term.value == "mse")
+    dock.data_term.value = "mse"
+    assert dock.auto_stop.enabled
     rgb = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="rgb", rgb=True)
     dock.image_layer.value = rgb
     assert dock.channels.value == -1 and not dock.channels.enabled

@@ -1,7 +1,8 @@
 """Correctness of the CUDA code paths against each other and against the CPU.
 
 Checks: the CUDA graph gives the same run as eager steps (same seed); bfloat16 stays close
-to float32; the result on CUDA is as good as on the CPU; SGLD's variance is finite.
+to float32; the result on CUDA is as good as on the CPU; SGLD's variance is finite; the
+newer paths (``--paths``, e.g. ``sure,sure-eager``) against the float32 graph.
 """
 
 import argparse
@@ -23,6 +24,10 @@ NEWER_PATHS = {
     "2-members-eager": dict(members=2, capture=False),
     "tiles-64": dict(tile_size=64, tile_overlap=16),
     "sgld-4-chains": None,
+    # the SURE loss (the fast preset's settings for it: another net, lr and step count);
+    # compare the two with each other, and their PSNR with the squared error's
+    "sure": dict(loss="sure"),
+    "sure-eager": dict(loss="sure", capture=False),
 }
 
 
@@ -41,7 +46,8 @@ def main(argv=None):
 
     clean = data.camera()[128:256, 128:256].astype(np.float32) / 255
     noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype(np.float32)
-    kw = dict(preset="fast", steps=300, seed=0, reference=clean, auto_stop=False)
+    # the papers' loss (the fast preset would denoise this image with SURE)
+    kw = dict(preset="fast", loss="mse", steps=300, seed=0, reference=clean, auto_stop=False)
     out = {}
     for name, extra in [("cpu", dict(device="cpu")),
                         ("cuda eager", dict(device="cuda", capture=False)),

@@ -27,7 +27,7 @@ if [ "${QUALITY:-0}" = 1 ]; then
         --options "${QUALITY_OPTIONS:-members=1}" --json "$OUT/quality_cuda.json"
     exit 0
 fi
-stage 100 correctness python3 benchmarks/gpu_correctness.py --paths compiled,compiled-bf16
+stage 100 correctness python3 benchmarks/gpu_correctness.py --paths compiled,compiled-bf16,sure,sure-eager
 stage 300 speed python3 benchmarks/bench_speed.py --device cuda --size 512 --rgb --steps 30 \
     --full-runs --variants graph,bf16,compiled,compiled-bf16 --members "" --presets "" \
     --sgld-seconds 30 --sgld-options "noise_scale=0.5,compile=true" \

@@ -88,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="fast,fast-mse")
     ap.add_argument("--images", default="sample", help="comma-separated; see above")
     ap.add_argument("--budget", type=float, default=120.0, help="seconds per configuration")
+    ap.add_argument("--sigma", type=float, default=25.0, help="noise std in /255 (25)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
@@ -100,11 +101,11 @@ def main(argv=None):
         print("bm3d is not installed (pip install bm3d): no peer row", flush=True)
     rows = []
     for image in args.images.split(","):
-        noisy, clean = test_image(image)
+        noisy, clean = test_image(image, sigma=args.sigma)
         base = dict(image=image, noisy=psnr(noisy, clean))
         if bm3d is not None:
             t = time.perf_counter()
-            ref = np.asarray(bm3d.bm3d(noisy / 255.0, sigma_psd=25 / 255), np.float64)
+            ref = np.asarray(bm3d.bm3d(noisy / 255.0, sigma_psd=args.sigma / 255), np.float64)
             ref = np.clip(np.rint(ref * 255), 0, 255).astype(np.uint8)  # like the restorations
             rows.append(dict(base, name="BM3D (peer)", psnr_60=psnr(ref, clean),
                              psnr_budget=psnr(ref, clean), seconds=time.perf_counter() - t))
@@ -117,7 +118,8 @@ def main(argv=None):
                              psnr_budget=at[args.budget][0], steps_budget=at[args.budget][1],
                              seconds=snap.elapsed, stop_reason=snap.stop_reason))
             print(rows[-1], flush=True)
-    print(f"\n256x256 grey, sigma 25, CPU, {args.threads} threads, torch {torch.__version__}; "
+    print(f"\n256x256 grey, sigma {args.sigma:g}, CPU, {args.threads} threads, "
+          f"torch {torch.__version__}; "
           f"'seconds': the run's length (to its end or the budget)")
     print(f"{'image':10s} {'run':18s} {'PSNR@60s':>9s} {'steps':>6s} "
           f"{f'PSNR@{args.budget:.0f}s':>10s} {'steps':>6s} {'seconds':>8s} {'vs BM3D':>8s}")

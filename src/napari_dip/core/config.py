@@ -137,8 +137,8 @@ class DIPConfig:
         copying the noise, so the fit does not overfit and needs no stop rule: the run
         goes through its ``steps`` (use ``lr_final`` < 1 to settle it) and the reported
         loss is an estimate of the MSE to the clean image. Needs every pixel known (no
-        mask) and method "dip"; ``jitter`` and ``backtrack_db`` are not used, and the
-        net runs in float32.
+        mask) and method "dip"; ``input_channels``, ``input_scale``, ``jitter`` and
+        ``backtrack_db`` are not used, and the net runs in float32.
     """
 
     steps: int = 3000

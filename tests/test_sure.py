@@ -103,3 +103,18 @@ def test_sure_in_tiles(noisy_crop, camera_crop):
     assert tiled.image.shape == noisy_crop.shape
     # each 32x32 tile fits on its own (fewer pixels per step): a little behind the whole
     assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 2 and abs(tiled.psnr - whole.psnr) < 3
+
+
+def test_heavy_noise_falls_back_to_the_papers_loss(camera_crop):
+    # clipped to the value range like 8-bit data (the limit is a fraction of the range)
+    noisy = np.clip(camera_crop + np.random.default_rng(2).normal(0, 60 / 255,
+                                                                  camera_crop.shape), 0, 1)
+    res = restore(noisy.astype(np.float32), steps=20, members=2, **KW)
+    cfg = res.info.config
+    assert any("squared error with the fast preset's settings" in n for n in res.info.notes)
+    assert cfg.loss == "mse" and cfg.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
+    assert cfg.steps == 20 and cfg.members == 2 and res.steps <= 20  # chosen: kept
+    assert any(n.startswith("stop rule: discrepancy") for n in res.info.notes)
+    # without the limit SURE runs whatever the noise
+    res = restore(noisy.astype(np.float32), steps=5, sure_max_noise=0.0, **KW)
+    assert res.info.config.loss == "sure"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import arrays
-from .config import DIPConfig, SGLDConfig
+from .config import DIPConfig, SGLDConfig, sure_fallback
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
@@ -152,6 +152,18 @@ def run(
     t0 = time.perf_counter()
     nd = prep.ndim_spatial
     spatial = prep.data.shape[1:]
+    sure = cfg.loss == "sure"
+    if sure and prep.known is not None:
+        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
+                         "mask use loss='mse', which fills the missing pixels")
+    sure_var = arrays.noise_variance(prep.data) if sure else 0.0
+    fallback_note = None
+    if sure and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
+        fallback_note = (f"loss: squared error with the fast preset's settings for it (noise "
+                         f"std {np.sqrt(sure_var):.3g} of the data range is above "
+                         f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable)")
+        cfg = sure_fallback(cfg)
+        sure = False
     levels = axis_levels(spatial, cfg.scales)
     pads = arrays.pad_amounts(spatial, levels)
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
@@ -162,10 +174,6 @@ def run(
     crop = (slice(None),) + arrays.crop_slices(spatial, pads)
     channels = padded.shape[0]
     sgld = isinstance(cfg, SGLDConfig)
-    sure = cfg.loss == "sure"
-    if sure and prep.known is not None:
-        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
-                         "mask use loss='mse', which fills the missing pixels")
     # SURE: the net denoises the image itself, so it takes the image's channels as input
     net_cfg = dataclasses.replace(cfg, input_channels=channels) if sure else cfg
 
@@ -214,9 +222,9 @@ def run(
     stopper = None
     discrepancy = None
     rule = cfg.stop_rule if cfg.auto_stop and not sgld and not sure else None
-    sure_var = 0.0
+    if fallback_note is not None:
+        info.notes.append(fallback_note)
     if sure:
-        sure_var = arrays.noise_variance(prep.data)
         info.notes.append(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")

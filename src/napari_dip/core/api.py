@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import arrays, engine, noise, tiling
-from .config import DIPConfig, SGLDConfig, config_from_dict, make_config
+from .config import DIPConfig, SGLDConfig, check_loss, config_from_dict, make_config
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
 
@@ -194,9 +194,7 @@ def iterate(
     if not isinstance(keep_known, bool):
         raise TypeError(f"keep_known: expected True or False, got {keep_known!r}")
     prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
-    if cfg.loss == "sure" and prep.known is not None:
-        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
-                         "mask use loss='mse', which fills the missing pixels")
+    check_loss(cfg, masked=prep.known is not None)
     dev = resolve_device(device)
     seed = resolve_seed(seed)
     # planned now, so that an impossible budget or a tile in a hole is reported at once

@@ -144,9 +144,10 @@ class DIPConfig:
         image, as a fraction of its value range, max - min) run the papers' loss with the
         fast preset's settings for it instead, with a note (0: no limit; the fast preset
         sets 0.14, which 8-bit images reach at a sigma of about 37; unclipped float data,
-        whose range grows with the noise, read lower). SURE's divergence estimate gets gamed at high noise: at sigma 50 the fast
-        SURE settings fell from 24.5 dB to 21.0 dB on the 256x256 camera, where the
-        papers' loss reached 24.7 dB (benchmarks/RESULTS.md).
+        whose range grows with the noise, read lower). SURE's divergence estimate gets
+        gamed at high noise: at sigma 50 the fast SURE settings fell from 24.5 dB to
+        21.0 dB on the 256x256 camera, where the papers' loss reached 24.7 dB
+        (benchmarks/RESULTS.md).
     """
 
     steps: int = 3000
@@ -270,6 +271,19 @@ SURE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+def check_loss(cfg: DIPConfig, masked: bool) -> None:
+    """Refuse SURE for an image with missing pixels, which only the squared error fills."""
+    if cfg.loss == "sure" and masked:
+        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
+                         "mask use loss='mse', which fills the missing pixels")
+
+
+def net_config(cfg: DIPConfig, channels: int) -> DIPConfig:
+    """The settings the generator is built from: with SURE the net denoises the image
+    itself, so its input has the image's ``channels`` instead of ``input_channels``."""
+    return dataclasses.replace(cfg, input_channels=channels) if cfg.loss == "sure" else cfg
+
+
 def sure_fallback(cfg: DIPConfig) -> DIPConfig:
     """The configuration that replaces a SURE run above ``cfg.sure_max_noise``: the fast
     preset's settings for the papers' loss, keeping what was chosen on top of the SURE
@@ -323,7 +337,7 @@ def make_config(
     if not isinstance(masked, bool):
         raise TypeError(f"masked: expected True or False, got {masked!r}")
     values = dict(PRESET_OVERRIDES[preset][method])
-    if method == "dip" and not masked and options.get("loss", "sure") == "sure":
+    if method == "dip" and not masked and str(options.get("loss", "sure")).lower() == "sure":
         values.update(SURE_OVERRIDES.get(preset, {}))
     values.update(options)
     if steps is not None:

@@ -11,7 +11,6 @@ rule's step) is taken on the device with ``torch.where``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from . import arrays
-from .config import DIPConfig, SGLDConfig, sure_fallback
+from .config import DIPConfig, SGLDConfig, check_loss, net_config, sure_fallback
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
@@ -152,11 +151,9 @@ def run(
     t0 = time.perf_counter()
     nd = prep.ndim_spatial
     spatial = prep.data.shape[1:]
+    check_loss(cfg, masked=prep.known is not None)
     sure = cfg.loss == "sure"
-    if sure and prep.known is not None:
-        raise ValueError("loss: 'sure' denoises images whose every pixel is known; with a "
-                         "mask use loss='mse', which fills the missing pixels")
-    sure_var = arrays.noise_variance(prep.data) if sure else 0.0
+    sure_var = arrays.noise_variance(prep.data) if sure else None  # also the stop rule's
     fallback_note = None
     if sure and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
         fallback_note = (f"loss: squared error with the fast preset's settings for it (noise "
@@ -174,8 +171,7 @@ def run(
     crop = (slice(None),) + arrays.crop_slices(spatial, pads)
     channels = padded.shape[0]
     sgld = isinstance(cfg, SGLDConfig)
-    # SURE: the net denoises the image itself, so it takes the image's channels as input
-    net_cfg = dataclasses.replace(cfg, input_channels=channels) if sure else cfg
+    net_cfg = net_config(cfg, channels)
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
         torch.manual_seed(seed)
@@ -241,7 +237,7 @@ def run(
             info.notes.append("stop rule: windowed variance (the discrepancy rule is for "
                               "images without missing pixels)")
         else:
-            sigma2 = arrays.noise_variance(prep.data)
+            sigma2 = sure_var if sure_var is not None else arrays.noise_variance(prep.data)
             if sigma2 > MIN_NOISE_VARIANCE:
                 level = cfg.stop_discrepancy * sigma2
                 discrepancy = Discrepancy(target[0], None if weight is None else weight[0],

@@ -12,8 +12,6 @@ left. A run that still runs out of memory is restarted with tiles half the size.
 
 from __future__ import annotations
 
-import dataclasses
-
 import math
 import os
 import time
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 
 from . import arrays, engine
-from .config import DIPConfig, SGLDConfig
+from .config import DIPConfig, SGLDConfig, net_config
 from .device import is_out_of_memory, release
 from .nets import SkipNet, axis_levels
 
@@ -183,7 +181,7 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
         act *= 2.0
     elif cfg.precision == "bfloat16" and device_type == "cuda":
         act *= BF16_FACTOR
-    net_cfg = dataclasses.replace(cfg, input_channels=channels) if sure else cfg
+    net_cfg = net_config(cfg, channels)
     with torch.device("meta"):
         params = sum(p.numel() for p in SkipNet(net_cfg, channels, nd=len(spatial),
                                                 levels=levels).parameters())

@@ -54,8 +54,9 @@ def main(argv=None):
         for length in [float(v) for v in args.lengths.split(",")]:
             engine.SURE_STEP = length
             trace = []
+            # SURE itself at every noise level (no fallback to the squared error)
             for snap in napari_dip.iterate(noisy, preset="fast", steps=args.steps, seed=0,
-                                           device="cpu", reference=clean):
+                                           device="cpu", reference=clean, sure_max_noise=0.0):
                 trace.append((snap.step, snap.psnr, float(np.mean(snap.losses)) / var))
             best = max(trace, key=lambda t: t[1])
             rows.append(dict(length=length, best=best[1], best_step=best[0], last=trace[-1][1],

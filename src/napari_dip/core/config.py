@@ -143,11 +143,12 @@ class DIPConfig:
         With ``loss="sure"``: above this noise standard deviation (estimated from the
         image, as a fraction of its value range, max - min) run the papers' loss with the
         fast preset's settings for it instead, with a note (0: no limit; the fast preset
-        sets 0.14, which 8-bit images reach at a sigma of about 37; unclipped float data,
-        whose range grows with the noise, read lower). SURE's divergence estimate gets
-        gamed at high noise: at sigma 50 the fast SURE settings fell from 24.5 dB to
-        21.0 dB on the 256x256 camera, where the papers' loss reached 24.7 dB
-        (benchmarks/RESULTS.md).
+        sets 0.14, which 8-bit images reach between a sigma of 25 and 50; unclipped data,
+        whose range grows with the noise, read lower). On 8-bit images at sigma 50 SURE's
+        divergence estimate gets gamed: the fast SURE settings ended at 21.0 dB on the
+        256x256 camera, where the papers' loss reached 24.7 dB (benchmarks/RESULTS.md;
+        there, unclipped noise of the same level did not fail, so the clipping is the
+        likelier cause).
     """
 
     steps: int = 3000

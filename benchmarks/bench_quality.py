@@ -243,6 +243,15 @@ def dip_oracle(noisy, clean, *, channel_axis, args):
     return best, last, time.perf_counter() - t
 
 
+def uses_sure(args) -> bool:
+    """Whether DIP denoising runs with the SURE loss (no stop rule: the run ends at its
+    last step whether or not auto_stop is asked for)."""
+    from napari_dip.core.config import make_config
+
+    return make_config("dip", args.preset or "balanced", steps=args.steps,
+                       **args.options).loss == "sure"
+
+
 def do_denoise(name, clean, sigmas, args, table, bm3d_err):
     ch = -1 if clean.ndim == 3 else None
     for s255 in sigmas:
@@ -252,17 +261,24 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
         base = dict(task="denoise", image=name, cond=cond, sigma=s255)
         table.add({**base, "method": "noisy", "psnr": psnr(clean, noisy),
                    "ssim": ssim(clean, np.clip(noisy, 0, 1))})
-        # DIP with the stop rule
-        res, sec = run_engine(noisy, method="dip", channel_axis=ch, args=args, auto_stop=True)
-        table.add({**base, "method": "dip_stop", "psnr": psnr(clean, res.image),
-                   "ssim": ssim(clean, res.image), "steps": res.steps,
-                   "best_step": res.best_step, "stop_reason": res.stop_reason,
-                   "seconds": sec})
         # DIP oracle
-        (bp, bstep, bimg), last, sec = dip_oracle(noisy, clean, channel_axis=ch, args=args)
+        (bp, bstep, bimg), last, osec = dip_oracle(noisy, clean, channel_axis=ch, args=args)
+        # DIP with the stop rule; a SURE run has none, so the oracle's run is that run
+        if uses_sure(args):
+            table.add({**base, "method": "dip_stop", "psnr": psnr(clean, last.image),
+                       "ssim": ssim(clean, last.image), "steps": last.step,
+                       "stop_reason": "SURE: no stop rule (the oracle's run)",
+                       "seconds": osec})
+        else:
+            res, sec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
+                                  auto_stop=True)
+            table.add({**base, "method": "dip_stop", "psnr": psnr(clean, res.image),
+                       "ssim": ssim(clean, res.image), "steps": res.steps,
+                       "best_step": res.best_step, "stop_reason": res.stop_reason,
+                       "seconds": sec})
         table.add({**base, "method": "dip_oracle", "psnr": bp, "ssim": ssim(clean, bimg),
                    "steps": last.step, "best_step": bstep,
-                   "final_psnr": psnr(clean, last.image), "seconds": sec})
+                   "final_psnr": psnr(clean, last.image), "seconds": osec})
         # SGLD posterior mean (+ uncertainty)
         if not args.no_sgld:
             res, sec = run_engine(noisy, method="sgld", channel_axis=ch, args=args)
@@ -358,6 +374,10 @@ def parse_args(argv=None):
     from bench_speed import parse_options  # this folder is on the path when run as a script
 
     a.options = parse_options(a.options)
+    if "steps" in a.options:  # --options steps=N is --steps N
+        if a.steps is not None and a.steps != a.options["steps"]:
+            p.error("--options steps=... and --steps disagree; give one")
+        a.steps = a.options.pop("steps")
     return a
 
 

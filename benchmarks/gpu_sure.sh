@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One prepared GPU session for the SURE loss (about 9 minutes on an H100/H200):
+#  1. correctness of SURE in the captured CUDA graph against eager and the CPU;
+#  2. the time-budget sweep against BM3D (6 grey 256x256 images, sigma 25): the fast preset
+#     (SURE, width 16) and SURE on the wider nets (widths 32, 64 and the papers' 128);
+#  3. the speed table at 512x512 RGB: the original loop against the fast (SURE) and balanced
+#     presets run to their end;
+#  4. the quality benchmark (bench_quality.py, 4 images incl. RGB against CBM3D) with the
+#     sweep's best configuration.
+# Every stage has its own time limit. Usage: OUT=results_dir bash benchmarks/gpu_sure.sh
+set -uo pipefail
+export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-benchmarks/out}"; mkdir -p "$OUT"
+DEVICE="${DEVICE:-cuda}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/stages.txt"
+python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tee -a "$OUT/stages.txt"
+stage() {  # stage SECONDS NAME COMMAND...
+    local limit=$1 name=$2; shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    echo "stage $name: exit $? after $((SECONDS - t0)) s" | tee -a "$OUT/stages.txt"
+    tail -n "${TAIL:-12}" "$OUT/$name.txt"
+}
+stage "${LIMIT_CORRECTNESS:-75}" correctness python3 benchmarks/gpu_correctness.py \
+    --paths sure,sure-eager
+stage "${LIMIT_SWEEP:-230}" sweep python3 benchmarks/bench_cpu_target.py --device "$DEVICE" \
+    --mark "${MARK:-5}" --budget "${BUDGET:-40}" --threads 8 \
+    --configs "${CONFIGS:-fast,sure-w32,sure-w64,sure-w64-lr1e-3,sure-w128}" \
+    --images "${IMAGES:-sample,astronaut,coins,chelsea,moon,coffee}" --json "$OUT/sweep.json"
+stage "${LIMIT_SPEED:-100}" speed python3 benchmarks/bench_speed.py --device "$DEVICE" \
+    --size "${SPEED_SIZE:-512}" --rgb --steps 30 --full-runs --variants "" --members "" \
+    --presets fast,balanced --methods dip --json "$OUT/speed.json"
+read -r PRESET OPTIONS < <(python3 benchmarks/best_config.py "$OUT/sweep.json" 2>>"$OUT/stages.txt")
+echo "quality stage: preset ${PRESET:-fast}, options ${OPTIONS:-members=1}" | tee -a "$OUT/stages.txt"
+stage "${LIMIT_QUALITY:-130}" quality python3 benchmarks/bench_quality.py --device "$DEVICE" \
+    --preset "${PRESET:-fast}" --size "${QUALITY_SIZE:-256}" --images 4 --sigmas 25 \
+    --tasks denoise --no-sgld --options "${OPTIONS:-members=1}" --json "$OUT/quality.json"

@@ -60,6 +60,12 @@ CONFIGS = {
     "sure-w64": ("balanced", dict(SURE_WIDE, width=64, lr=0.002)),
     "sure-w64-lr1e-3": ("balanced", dict(SURE_WIDE, width=64, lr=0.001)),
     "sure-w128": ("quality", dict(SURE_WIDE, width=128, lr=0.001)),
+    # after the first GPU sweep (the wider nets peak higher, then break down by step 1000)
+    "fast-m4": ("fast", dict(members=4)),
+    "sure-w32-300": ("fast", dict(width=32)),
+    "sure-w64-400": ("balanced", dict(SURE_WIDE, width=64, lr=0.002, steps=400)),
+    "sure-w64-400-ema": ("balanced", dict(SURE_WIDE, width=64, lr=0.002, steps=400, ema=0.99)),
+    "sure-w128-300": ("quality", dict(SURE_WIDE, width=128, lr=0.001, steps=300)),
 }
 
 
@@ -89,7 +95,8 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
     snap = None
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
                                    device=device, **options):
-        trace.append((snap.step, round(snap.elapsed, 3), round(snap.psnr, 3)))
+        trace.append((snap.step, round(snap.elapsed, 3), round(snap.psnr, 3),
+                      float(f"{snap.loss:.4g}")))
         for t in (mark, budget):
             if t not in at and snap.elapsed >= t:
                 at[t] = (snap.psnr, snap.step)

@@ -80,6 +80,7 @@ def main(argv=None):
     print("cuda same seed identical:", np.array_equal(a.image, b.image))
     print("peak memory GiB", torch.cuda.max_memory_allocated() / 2**30)
     # the newer paths against the float32 CUDA graph
+    newer = {}
     for name in wanted:
         extra = NEWER_PATHS[name]
         t = time.perf_counter()
@@ -90,14 +91,21 @@ def main(argv=None):
                 print(f"sgld 4 chains: psnr {r.psnr:.2f} (1 chain {s.psnr:.2f}), mean std "
                       f"{np.sqrt(r.variance).mean():.4f}, notes {r.info.notes}")
                 continue
-            r = napari_dip.restore(noisy, device="cuda", **kw, **extra)
+            r = napari_dip.restore(noisy, device="cuda", **{**kw, **extra})
         except Exception as exc:  # noqa: BLE001 - report and go on
             print(f"{name:20s} FAILED: {type(exc).__name__}: {exc}")
             continue
+        newer[name] = r
         same = np.abs(r.image.astype(float) - g.image.astype(float)).max()
         print(f"{name:20s} psnr {r.psnr:6.2f} dB ({r.psnr - g.psnr:+.2f} vs fp32 graph)  "
               f"{time.perf_counter() - t:6.2f} s  max |diff| {same:.3g}  first loss rel diff "
               f"{abs(r.losses[0] - g.losses[0]) / g.losses[0]:.2g}  notes {r.info.notes}")
+    if {"sure", "sure-eager"} <= set(newer):  # the SURE step captured against eager steps
+        a, b = newer["sure"], newer["sure-eager"]
+        print(f"sure graph vs eager: psnr {a.psnr - b.psnr:+.3f} dB, max |diff| "
+              f"{np.abs(a.image.astype(float) - b.image.astype(float)).max():.3g}, first loss "
+              f"rel diff {abs(a.losses[0] - b.losses[0]) / abs(b.losses[0]):.2g}, loss curves "
+              f"median rel diff {np.median(np.abs(a.losses - b.losses) / np.abs(b.losses)):.3g}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ stage "${LIMIT_SWEEP:-230}" sweep python3 benchmarks/bench_cpu_target.py --devic
     --images "${IMAGES:-sample,astronaut,coins,chelsea,moon,coffee}" --json "$OUT/sweep.json"
 stage "${LIMIT_SPEED:-100}" speed python3 benchmarks/bench_speed.py --device "$DEVICE" \
     --size "${SPEED_SIZE:-512}" --rgb --steps 30 --full-runs --variants "" --members "" \
-    --presets fast,balanced --methods dip --json "$OUT/speed.json"
+    --presets "${SPEED_PRESETS:-fast,balanced}" --preset-options "${SPEED_OPTIONS:-}" \
+    --methods dip --json "$OUT/speed.json"
 read -r PRESET OPTIONS < <(python3 benchmarks/best_config.py "$OUT/sweep.json" 2>>"$OUT/stages.txt")
 echo "quality stage: preset ${PRESET:-fast}, options ${OPTIONS:-members=1}" | tee -a "$OUT/stages.txt"
 stage "${LIMIT_QUALITY:-130}" quality python3 benchmarks/bench_quality.py --device "$DEVICE" \

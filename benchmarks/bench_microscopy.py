@@ -116,6 +116,7 @@ def dip(img: np.ndarray, args, score) -> tuple[np.ndarray, dict]:
             best = (p, snap.best_step if snap.done and snap.best_step else snap.step)
     assert snap is not None and snap.done
     return snap.image, {"steps": snap.step, "best_step": snap.best_step,
+                        "loss": snap.info.config.loss,
                         "stop_reason": snap.stop_reason, "psnr_oracle": float(best[0]),
                         "oracle_step": best[1]}
 

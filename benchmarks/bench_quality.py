@@ -243,20 +243,6 @@ def dip_oracle(noisy, clean, *, channel_axis, args):
     return best, last, time.perf_counter() - t
 
 
-def uses_sure(args, noisy, channel_axis) -> bool:
-    """Whether DIP denoises ``noisy`` with the SURE loss (no stop rule: the run ends at its
-    last step whether or not auto_stop is asked for), as the engine decides: SURE in the
-    configuration, and the image's noise below ``sure_max_noise``."""
-    from napari_dip.core import arrays
-    from napari_dip.core.config import make_config
-
-    cfg = make_config("dip", args.preset or "balanced", steps=args.steps, **args.options)
-    if cfg.loss != "sure":
-        return False
-    prep = arrays.prepare(noisy.astype(np.float32), channel_axis=channel_axis)
-    return not 0 < cfg.sure_max_noise < math.sqrt(arrays.noise_variance(prep.data))
-
-
 def do_denoise(name, clean, sigmas, args, table, bm3d_err):
     ch = -1 if clean.ndim == 3 else None
     for s255 in sigmas:
@@ -269,7 +255,7 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
         # DIP oracle
         (bp, bstep, bimg), last, osec = dip_oracle(noisy, clean, channel_axis=ch, args=args)
         # DIP with the stop rule; a SURE run has none, so the oracle's run is that run
-        if uses_sure(args, noisy, ch):
+        if last.info.config.loss == "sure":  # as the engine ran it (not a fallback)
             table.add({**base, "method": "dip_stop", "psnr": psnr(clean, last.image),
                        "ssim": ssim(clean, last.image), "steps": last.step,
                        "stop_reason": "SURE: no stop rule (the oracle's run)",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_dip import make_config, restore
-from napari_dip.core.config import PRESET_OVERRIDES
+from napari_dip.core.config import PRESET_OVERRIDES, sure_fallback
 from napari_dip.core.tiling import estimate_memory
 
 KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
@@ -81,6 +81,31 @@ def test_presets_and_validation():
     with pytest.raises(TypeError, match="masked: expected True or False"):
         make_config("dip", "fast", masked="yes")
     assert make_config("dip", "fast", loss="SURE").loss == "sure"
+
+
+def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
+    """The default preset: the fast preset's SURE nets, four of them averaged, where there
+    is no mask; with a mask its own net and the papers' loss; above the noise limit the
+    fast preset's squared-error settings with the four nets kept."""
+    cfg = make_config("dip", "balanced")
+    fast = make_config("dip", "fast")
+    assert cfg.loss == "sure" and cfg.members == 4
+    assert dataclasses.replace(cfg, members=1) == fast
+    masked = make_config("dip", "balanced", masked=True)
+    assert masked.loss == "mse" and masked.members == 1
+    assert masked.width == PRESET_OVERRIDES["balanced"]["dip"].get("width", 128)
+    assert make_config("dip", "balanced", loss="mse") == masked
+    fallback = sure_fallback(cfg)
+    assert fallback.loss == "mse" and fallback.members == 4
+    assert fallback.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
+    res = restore(noisy_crop, preset="balanced", steps=30, seed=0, device="cpu",
+                  reference=camera_crop)
+    assert res.info.config.members == 4 and res.info.config.loss == "sure"
+    one = restore(noisy_crop, preset="fast", steps=30, seed=0, device="cpu",
+                  reference=camera_crop)
+    # the average of four nets is not one net's estimate
+    assert not np.allclose(res.image, one.image)
+    assert res.psnr > one.psnr - 0.5
 
 
 def test_memory_model_counts_the_second_pass():

@@ -737,8 +737,8 @@ _CONFIG_ARGS = ("method", "preset", "steps", "auto_stop", "config")
 def _split_kwargs(kwargs: dict[str, Any], masked: bool = False) -> tuple[Any, dict[str, Any]]:
     """Resolve the configuration here (errors show before anything is sent) and keep the
     other arguments of :func:`napari_dip.iterate` for the tasks. ``masked``: whether any
-    image has a mask (the "fast" preset then fits known pixels for all of them instead of
-    denoising with SURE)."""
+    image has a mask (the "fast" and "balanced" presets then fit known pixels for all of
+    them instead of denoising with SURE)."""
     from .core import iterate, resolve_config
 
     params = set(inspect.signature(iterate).parameters) - {"image", "options"}

@@ -138,9 +138,9 @@ def iterate(
         Axis of channels (e.g. -1 for RGB); None for a single channel.
     preset : {"fast", "balanced", "quality"}
         "quality" is the papers' configuration; the others are lighter and faster. DIP
-        with "fast" denoises an image without a mask with the SURE loss (``loss="sure"``:
-        the noisy image as the net's input, no stop rule needed), and fills a mask with
-        the papers' loss.
+        with "fast" or "balanced" denoises an image without a mask with the SURE loss
+        (``loss="sure"``: the noisy image as the net's input, no stop rule needed;
+        "balanced" averages four such nets), and fills a mask with the papers' loss.
     steps : int, optional
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional

@@ -90,7 +90,9 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
     cfg = make_config("dip", "balanced")
     fast = make_config("dip", "fast")
     assert cfg.loss == "sure" and cfg.members == 4
-    assert dataclasses.replace(cfg, members=1) == fast
+    for name in ("loss", "width", "scales", "lr", "lr_final", "steps", "ema", "jitter",
+                 "backtrack_db", "sure_max_noise", "snapshot_every"):
+        assert getattr(cfg, name) == getattr(fast, name), name
     masked = make_config("dip", "balanced", masked=True)
     assert masked.loss == "mse" and masked.members == 1
     assert masked.width == PRESET_OVERRIDES["balanced"]["dip"].get("width", 128)
@@ -143,3 +145,36 @@ def test_heavy_noise_falls_back_to_the_papers_loss(camera_crop):
     # without the limit SURE runs whatever the noise
     res = restore(noisy.astype(np.float32), steps=5, sure_max_noise=0.0, **KW)
     assert res.info.config.loss == "sure"
+
+
+def test_noise_trend_tells_shot_noise_from_gaussian_noise(camera_crop):
+    from napari_dip.core.arrays import noise_trend
+
+    rng = np.random.default_rng(0)
+    img = camera_crop.astype(np.float64)
+    gauss = img + rng.normal(0, 0.1, img.shape)
+    assert 0.7 < noise_trend(gauss[None]) < 1.4
+    # clipped pixels are left out, so clipping does not read as a trend
+    assert 0.7 < noise_trend(np.clip(gauss, 0.2, 0.8)[None]) < 1.4
+    counts = 2.0 * rng.poisson(100 * img) + rng.normal(0, 3, img.shape)
+    assert noise_trend(counts[None]) > 2
+    assert noise_trend(np.zeros((1, 4, 4))) == 1.0  # too few blocks to tell
+
+
+def test_shot_noise_falls_back_to_the_papers_loss(camera_crop):
+    rng = np.random.default_rng(0)
+    counts = 100 + 2.0 * rng.poisson(100 * camera_crop) + rng.normal(0, 3, camera_crop.shape)
+    counts = counts.astype(np.float32)
+    res = restore(counts, steps=10, **KW)
+    assert res.info.config.loss == "mse"
+    assert any("noise variance grows with the signal" in n for n in res.info.notes)
+    # the check off: SURE whatever the noise
+    assert restore(counts, steps=5, sure_max_trend=0.0, **KW).info.config.loss == "sure"
+    # the presets do not use SURE on the variance-stabilised data either
+    res = restore(counts, steps=5, noise_model="poisson-gaussian", **KW)
+    assert res.info.config.loss == "mse"
+    assert any("noise model other than 'gaussian'" in n for n in res.info.notes)
+    res = restore(counts, steps=5, noise_model="poisson-gaussian", sure_max_trend=0.0, **KW)
+    assert res.info.config.loss == "sure"
+    with pytest.raises(ValueError, match="sure_max_trend"):
+        make_config("dip", "fast", sure_max_trend=-1.0)

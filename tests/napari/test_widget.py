@@ -346,7 +346,7 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
 
 
-def test_a_mask_switches_the_fast_preset_between_sure_and_mse(qtbot, viewer, dock):
+def test_a_mask_switches_the_presets_between_sure_and_mse(qtbot, viewer, dock):
     viewer.add_image(tiny_image(), name="img")
     dock.mask_layer.value = None
     dock.method.value = "dip"
@@ -361,6 +361,15 @@ def test_a_mask_switches_the_fast_preset_between_sure_and_mse(qtbot, viewer, doc
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None
     assert dock.data_term.value == "sure"
+    # the default preset averages four SURE nets without a mask, one net with a mask
+    dock.preset.value = "balanced"
+    assert dock.data_term.value == "sure" and dock.members.value == 4
+    assert "members" not in dock.run_options()  # the preset's own value
+    dock.mask_layer.value = labels
+    assert dock.data_term.value == "mse" and dock.members.value == 1
+    assert dock.steps.value == make_config("dip", "balanced", masked=True).steps
+    dock.mask_layer.value = None
+    dock.preset.value = "fast"
     dock.method.value = "sgld"
     assert not dock.data_term.enabled and "loss" not in dock.run_options()
     configure(dock, method="dip", steps=10, every=5)

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import arrays, engine, noise, tiling
-from .config import DIPConfig, SGLDConfig, check_loss, config_from_dict, make_config
+from .config import (DIPConfig, SGLDConfig, check_loss, config_from_dict, make_config,
+                     sure_fallback)
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
 
@@ -198,6 +199,13 @@ def iterate(
     dev = resolve_device(device)
     seed = resolve_seed(seed)
     # planned now, so that an impossible budget or a tile in a hole is reported at once
+    stabilised_note = None
+    if noise_model != "gaussian" and cfg.loss == "sure" and cfg.sure_max_trend > 0:
+        # SURE on the transformed data broke down at low photon counts (RESULTS.md)
+        cfg = sure_fallback(cfg)
+        stabilised_note = ("loss: squared error with the fast preset's settings for it (the "
+                           "presets do not use SURE with a noise model other than 'gaussian'; "
+                           "loss='sure' with sure_max_trend=0 forces it)")
     plan = tiling.plan_run(prep, cfg, dev, memory_budget)
     if noise_model == "gaussian" and gain is None and read_noise is None:
         return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
@@ -205,7 +213,7 @@ def iterate(
     state, stable = _stabilise(prep, noise_model, gain, read_noise)
     run = tiling.run(stable, cfg, device=dev, seed=seed, output_dtype="float64", plan=plan)
     return _unstabilised(run, state, stable, prep, output_dtype=output_dtype,
-                         keep_known=keep_known)
+                         keep_known=keep_known, note=stabilised_note)
 
 
 def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
@@ -244,9 +252,10 @@ def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
 
 
 def _unstabilised(run: Iterator[Snapshot], state: noise.NoiseState, stable: arrays.Prepared,
-                  prep: arrays.Prepared, *, output_dtype: Any, keep_known: bool
-                  ) -> Iterator[Snapshot]:
-    """Snapshots mapped from the stabilised domain back to the image's units and dtype."""
+                  prep: arrays.Prepared, *, output_dtype: Any, keep_known: bool,
+                  note: str | None = None) -> Iterator[Snapshot]:
+    """Snapshots mapped from the stabilised domain back to the image's units and dtype;
+    ``note`` joins the run's notes."""
     dtype = prep.dtype if output_dtype is None else np.dtype(output_dtype)
     with contextlib.closing(run):
         for snap in run:
@@ -260,6 +269,8 @@ def _unstabilised(run: Iterator[Snapshot], state: noise.NoiseState, stable: arra
             snap.image = image
             snap.psnr = None if prep.reference is None else engine.psnr(image, prep.reference)
             snap.info.noise = state.to_dict()
+            if note is not None and note not in snap.info.notes:
+                snap.info.notes.insert(0, note)
             yield snap
 
 

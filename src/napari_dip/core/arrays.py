@@ -219,6 +219,41 @@ def crop_slices(spatial: tuple[int, ...], pads: list[tuple[int, int]]) -> tuple[
     return tuple(slice(a, a + s) for s, (a, _) in zip(spatial, pads))
 
 
+def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
+    """How much the noise variance grows with the signal in an engine-layout image
+    ``(C, *spatial)``: the variance of the finest diagonal differences (as in
+    :func:`noise_variance`) in the brighter half of the 2 x 2 blocks over that in the
+    darker half, the blocks sorted by their mean. Blocks with a missing pixel or a pixel
+    at the data's minimum or maximum (clipped) are left out. About 1 for Gaussian noise of
+    one variance; well above 1 for shot (Poisson) noise. 1.0 where too few blocks are left."""
+    d = data.astype(np.float64)
+    m = d
+    lo, hi = np.min(d), np.max(d)
+    bad = (d <= lo) | (d >= hi)
+    if known is not None:
+        bad = bad | (np.broadcast_to(known, data.shape) == 0)
+    for axis in range(1, d.ndim):
+        n = d.shape[axis]
+        if n < 2:
+            continue
+        later, earlier = range(1, n), range(0, n - 1)
+        d = (np.take(d, later, axis=axis) - np.take(d, earlier, axis=axis)) / np.sqrt(2.0)
+        m = (np.take(m, later, axis=axis) + np.take(m, earlier, axis=axis)) / 2.0
+        bad = np.take(bad, later, axis=axis) | np.take(bad, earlier, axis=axis)
+    d, m = d[~bad], m[~bad]
+    if d.size < 64:
+        return 1.0
+    bright = m > np.median(m)
+
+    def robust_var(x: np.ndarray) -> float:
+        return float(np.median(np.abs(x - np.median(x)))) ** 2
+
+    dark_var = robust_var(d[~bright])
+    if not bright.any() or dark_var <= 0:
+        return 1.0
+    return robust_var(d[bright]) / dark_var
+
+
 def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
     """Variance of white noise in an engine-layout image ``(C, *spatial)``, estimated from
     the median absolute deviation of its finest diagonal differences (pixels in 2 x 2

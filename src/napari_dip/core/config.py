@@ -149,6 +149,15 @@ class DIPConfig:
         256x256 camera, where the papers' loss reached 24.7 dB (benchmarks/RESULTS.md;
         there, unclipped noise of the same level did not fail, so the clipping is the
         likelier cause).
+    sure_max_trend : float
+        With ``loss="sure"``: run the papers' loss with the fast preset's settings instead,
+        with a note, where the noise variance of the brighter half of the image exceeds
+        that of the darker half by more than this factor (``arrays.noise_trend``; 0: no
+        check; the fast and balanced presets set 1.5). SURE assumes one noise variance
+        everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3-6 dB below
+        the papers' loss (benchmarks/RESULTS.md). Gaussian noise read 0.86-1.42, such
+        data 1.6-5.5. With ``noise_model="poisson-gaussian"`` a positive value also means
+        the papers' loss: SURE on the transformed data broke down at low photon counts.
     """
 
     steps: int = 3000
@@ -184,6 +193,7 @@ class DIPConfig:
     compile: bool = False
     loss: str = "mse"
     sure_max_noise: float = 0.0
+    sure_max_trend: float = 0.0
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -272,7 +282,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 # 18.5 s. The papers' net with SURE peaks higher but breaks down within 1000 steps.
 _SURE_FAST = dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                   ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10,
-                  sure_max_noise=0.14)
+                  sure_max_noise=0.14, sure_max_trend=1.5)
 SURE_OVERRIDES: dict[str, dict[str, Any]] = {
     "fast": _SURE_FAST,
     "balanced": dict(_SURE_FAST, members=4),
@@ -293,7 +303,8 @@ def net_config(cfg: DIPConfig, channels: int) -> DIPConfig:
 
 
 def sure_fallback(cfg: DIPConfig) -> DIPConfig:
-    """The configuration that replaces a SURE run above ``cfg.sure_max_noise``: the fast
+    """The configuration that replaces a SURE run where its checks (``sure_max_noise``,
+    ``sure_max_trend``) fail: the fast
     preset's settings for the papers' loss, keeping what was chosen on top of the SURE
     settings (a field of those settings with another value, e.g. ``steps``; a value equal
     to SURE's counts as SURE's) and the fields that neither sets (members, precision,
@@ -302,7 +313,7 @@ def sure_fallback(cfg: DIPConfig) -> DIPConfig:
     plain = PRESET_OVERRIDES["fast"]["dip"]
     keep = {}
     for key, value in cfg.to_dict().items():
-        if key in ("method", "loss", "sure_max_noise"):
+        if key in ("method", "loss", "sure_max_noise", "sure_max_trend"):
             continue
         if key in sure:
             if value != sure[key]:
@@ -418,6 +429,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "stop_fit": (0.0, None),
     "stop_discrepancy": (0.0, 2.0),
     "sure_max_noise": (0.0, 1.0),
+    "sure_max_trend": (0.0, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "upsample": UPSAMPLE_MODES,

@@ -101,7 +101,17 @@ def scores(clean: np.ndarray, est: np.ndarray) -> dict:
 
 
 # ----------------------------------------------------------------------------- methods
-def dip(img: np.ndarray, args, score) -> tuple[np.ndarray, dict]:
+def stabilised_options(args) -> dict:
+    """Options for DIP on data this script stabilised itself, as ``noise_model=
+    "poisson-gaussian"`` runs it: the presets' SURE (``sure_max_trend`` > 0) becomes
+    the papers' loss there (see ``napari_dip.core.api.iterate``)."""
+    from napari_dip.core.config import make_config
+
+    cfg = make_config("dip", args.preset, steps=args.steps, **args.options)
+    return {"loss": "mse"} if cfg.loss == "sure" and cfg.sure_max_trend > 0 else {}
+
+
+def dip(img: np.ndarray, args, score, **extra) -> tuple[np.ndarray, dict]:
     """DIP with the preset's stop rule. ``score(image)`` gives the PSNR of a snapshot in
     the caller's terms: the best of the snapshots and the returned estimate is the
     oracle (what a perfect stop rule within the steps run would return), at no extra
@@ -110,7 +120,7 @@ def dip(img: np.ndarray, args, score) -> tuple[np.ndarray, dict]:
 
     best, snap = (-np.inf, None), None
     for snap in napari_dip.iterate(img, preset=args.preset, steps=args.steps, seed=args.seed,
-                                   device=args.device):
+                                   device=args.device, **{**args.options, **extra}):
         p = score(snap.image)
         if p > best[0]:
             best = (p, snap.best_step if snap.done and snap.best_step else snap.step)
@@ -192,11 +202,13 @@ def run_case(name: str, clean: np.ndarray, peak: float, args, bm3d_err, rows: li
     add("dip_gauss", est, t0, **info)
     # DIP on the stabilised data
     t0 = time.perf_counter()
-    est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)))
+    est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)),
+                    **stabilised_options(args))
     add("dip_gat", unstabilise(est, st_est), t0 - t_stab, **est_params, **info)
     if args.true_params:
         t0 = time.perf_counter()
-        est, info = dip(t_true, args, psnr_of(lambda a: unstabilise(a, st_true)))
+        est, info = dip(t_true, args, psnr_of(lambda a: unstabilise(a, st_true)),
+                        **stabilised_options(args))
         add("dip_gat_true", unstabilise(est, st_true), t0, gain=args.gain,
             sigma=args.read_noise, **info)
 
@@ -251,9 +263,15 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None,
                    help="results file (default results/microscopy_cpu.json, or _gpu.json when "
                         "--device is not cpu)")
+    p.add_argument("--options", default="",
+                   help="config options for every DIP run, e.g. 'sure_max_trend=0' (SURE "
+                        "whatever the noise)")
     p.add_argument("--quick", action="store_true",
                    help="reduced CPU set: cell and ihc at 96x96, peaks 10 and 100, 500 steps")
     a = p.parse_args(argv)
+    from bench_speed import parse_options  # this folder is on the path when run as a script
+
+    a.options = parse_options(a.options)
     if a.json is None:
         kind = "cpu" if a.device == "cpu" else "gpu"
         a.json = os.path.join(HERE, "results", f"microscopy_{kind}.json")
@@ -284,7 +302,8 @@ def main(argv=None) -> int:
     bm3d_err = have_bm3d()
     print(f"# bench_microscopy: napari_dip {napari_dip.__version__}, torch {torch.__version__}, "
           f"device={args.device}, preset={args.preset}, steps={args.steps or 'preset'}, "
-          f"size={args.size}, threads={torch.get_num_threads()}", flush=True)
+          f"size={args.size}, threads={torch.get_num_threads()}, options={args.options}",
+          flush=True)
     print(f"# y = {args.offset:g} + {args.gain:g} * Poisson(peak * x) + "
           f"N(0, {args.read_noise:g}^2); peaks {', '.join(f'{pk:g}' for pk in args.peaks)}; "
           f"images {', '.join(args.images)}", flush=True)

@@ -198,7 +198,6 @@ def iterate(
     check_loss(cfg, masked=prep.known is not None)
     dev = resolve_device(device)
     seed = resolve_seed(seed)
-    # planned now, so that an impossible budget or a tile in a hole is reported at once
     stabilised_note = None
     if noise_model != "gaussian" and cfg.loss == "sure" and cfg.sure_max_trend > 0:
         # SURE on the transformed data broke down at low photon counts (RESULTS.md)
@@ -206,6 +205,7 @@ def iterate(
         stabilised_note = ("loss: squared error with the fast preset's settings for it (the "
                            "presets do not use SURE with a noise model other than 'gaussian'; "
                            "loss='sure' with sure_max_trend=0 forces it)")
+    # planned now, so that an impossible budget or a tile in a hole is reported at once
     plan = tiling.plan_run(prep, cfg, dev, memory_budget)
     if noise_model == "gaussian" and gain is None and read_noise is None:
         return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,

@@ -147,7 +147,7 @@ def main(argv=None):
                              psnr_budget=at[args.budget][0], steps_budget=at[args.budget][1],
                              seconds=snap.elapsed, stop_reason=snap.stop_reason,
                              best_psnr=best[2], best_step=best[0]))
-            print({k: v for k, v in rows[-1].items()}, flush=True)
+            print(rows[-1], flush=True)
             rows[-1]["trace"] = trace
             save(args, rows)  # after every run, so that a run cut short keeps what it did
     from napari_dip.core.device import device_name, resolve_device

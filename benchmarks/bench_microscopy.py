@@ -101,26 +101,20 @@ def scores(clean: np.ndarray, est: np.ndarray) -> dict:
 
 
 # ----------------------------------------------------------------------------- methods
-def stabilised_options(args) -> dict:
-    """Options for DIP on data this script stabilised itself, as ``noise_model=
-    "poisson-gaussian"`` runs it: the presets' SURE (``sure_max_trend`` > 0) becomes
-    the papers' loss there (see ``napari_dip.core.api.iterate``)."""
-    from napari_dip.core.config import make_config
-
-    cfg = make_config("dip", args.preset, steps=args.steps, **args.options)
-    return {"loss": "mse"} if cfg.loss == "sure" and cfg.sure_max_trend > 0 else {}
-
-
-def dip(img: np.ndarray, args, score, **extra) -> tuple[np.ndarray, dict]:
+def dip(img: np.ndarray, args, score, noise_model: str = "gaussian"
+        ) -> tuple[np.ndarray, dict]:
     """DIP with the preset's stop rule. ``score(image)`` gives the PSNR of a snapshot in
     the caller's terms: the best of the snapshots and the returned estimate is the
     oracle (what a perfect stop rule within the steps run would return), at no extra
     cost."""
     import napari_dip
+    from napari_dip.core.config import for_noise_model, make_config
 
+    # data stabilised here get the configuration that noise_model= would give them
+    cfg, _ = for_noise_model(make_config("dip", args.preset, steps=args.steps,
+                                         **args.options), noise_model)
     best, snap = (-np.inf, None), None
-    for snap in napari_dip.iterate(img, preset=args.preset, steps=args.steps, seed=args.seed,
-                                   device=args.device, **{**args.options, **extra}):
+    for snap in napari_dip.iterate(img, config=cfg, seed=args.seed, device=args.device):
         p = score(snap.image)
         if p > best[0]:
             best = (p, snap.best_step if snap.done and snap.best_step else snap.step)
@@ -203,12 +197,12 @@ def run_case(name: str, clean: np.ndarray, peak: float, args, bm3d_err, rows: li
     # DIP on the stabilised data
     t0 = time.perf_counter()
     est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)),
-                    **stabilised_options(args))
+                    noise_model="poisson-gaussian")
     add("dip_gat", unstabilise(est, st_est), t0 - t_stab, **est_params, **info)
     if args.true_params:
         t0 = time.perf_counter()
         est, info = dip(t_true, args, psnr_of(lambda a: unstabilise(a, st_true)),
-                        **stabilised_options(args))
+                        noise_model="poisson-gaussian")
         add("dip_gat_true", unstabilise(est, st_true), t0, gain=args.gain,
             sigma=args.read_noise, **info)
 

@@ -37,7 +37,7 @@ def main(argv=None):
         rows = json.load(fh)["rows"]
     name, preset, options = best(rows)
     print(name, file=sys.stderr)
-    print(preset, ",".join(f"{k}={v}" for k, v in options.items()) or "members=1")
+    print(preset, ",".join(f"{k}={v}" for k, v in options.items()))
 
 
 if __name__ == "__main__":

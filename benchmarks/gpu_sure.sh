@@ -32,7 +32,7 @@ stage "${LIMIT_SPEED:-100}" speed python3 benchmarks/bench_speed.py --device "$D
     --presets "${SPEED_PRESETS:-fast,balanced}" --preset-options "${SPEED_OPTIONS:-}" \
     --methods dip --json "$OUT/speed.json"
 read -r PRESET OPTIONS < <(python3 benchmarks/best_config.py "$OUT/sweep.json" 2>>"$OUT/stages.txt")
-echo "quality stage: preset ${PRESET:-fast}, options ${OPTIONS:-members=1}" | tee -a "$OUT/stages.txt"
+echo "quality stage: preset ${PRESET:-fast}, options ${OPTIONS:-}" | tee -a "$OUT/stages.txt"
 stage "${LIMIT_QUALITY:-130}" quality python3 benchmarks/bench_quality.py --device "$DEVICE" \
     --preset "${PRESET:-fast}" --size "${QUALITY_SIZE:-256}" --images 4 --sigmas 25 \
-    --tasks denoise --no-sgld --options "${OPTIONS:-members=1}" --json "$OUT/quality.json"
+    --tasks denoise --no-sgld --options "${OPTIONS:-}" --json "$OUT/quality.json"

@@ -91,7 +91,7 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
     fast = make_config("dip", "fast")
     assert cfg.loss == "sure" and cfg.members == 4
     for name in ("loss", "width", "scales", "lr", "lr_final", "steps", "ema", "jitter",
-                 "backtrack_db", "sure_max_noise", "snapshot_every"):
+                 "backtrack_db", "sure_max_noise", "sure_max_trend", "snapshot_every"):
         assert getattr(cfg, name) == getattr(fast, name), name
     masked = make_config("dip", "balanced", masked=True)
     assert masked.loss == "mse" and masked.members == 1

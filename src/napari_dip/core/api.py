@@ -9,8 +9,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import arrays, engine, noise, tiling
-from .config import (DIPConfig, SGLDConfig, check_loss, config_from_dict, make_config,
-                     sure_fallback)
+from .config import (DIPConfig, SGLDConfig, check_loss, config_from_dict, for_noise_model,
+                     make_config)
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
 
@@ -198,13 +198,7 @@ def iterate(
     check_loss(cfg, masked=prep.known is not None)
     dev = resolve_device(device)
     seed = resolve_seed(seed)
-    stabilised_note = None
-    if noise_model != "gaussian" and cfg.loss == "sure" and cfg.sure_max_trend > 0:
-        # SURE on the transformed data broke down at low photon counts (RESULTS.md)
-        cfg = sure_fallback(cfg)
-        stabilised_note = ("loss: squared error with the fast preset's settings for it (the "
-                           "presets do not use SURE with a noise model other than 'gaussian'; "
-                           "loss='sure' with sure_max_trend=0 forces it)")
+    cfg, stabilised_note = for_noise_model(cfg, noise_model)
     # planned now, so that an impossible budget or a tile in a hole is reported at once
     plan = tiling.plan_run(prep, cfg, dev, memory_budget)
     if noise_model == "gaussian" and gain is None and read_noise is None:

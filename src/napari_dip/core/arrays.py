@@ -219,39 +219,47 @@ def crop_slices(spatial: tuple[int, ...], pads: list[tuple[int, int]]) -> tuple[
     return tuple(slice(a, a + s) for s, (a, _) in zip(spatial, pads))
 
 
-def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
-    """How much the noise variance grows with the signal in an engine-layout image
-    ``(C, *spatial)``: the variance of the finest diagonal differences (as in
-    :func:`noise_variance`) in the brighter half of the 2 x 2 blocks over that in the
-    darker half, the blocks sorted by their mean. Blocks with a missing pixel or a pixel
-    at the data's minimum or maximum (clipped) are left out. About 1 for Gaussian noise of
-    one variance; well above 1 for shot (Poisson) noise. 1.0 where too few blocks are left."""
+def _diagonal_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The finest diagonal differences of an engine-layout image ``(C, *spatial)`` (one
+    per 2 x 2 block, 2 x 2 x 2 for volumes; scaled to keep the variance of white noise)
+    and their blocks' means, flattened, leaving out blocks with a missing pixel and, with
+    ``clipped``, blocks with a pixel at the data's minimum or maximum."""
     d = data.astype(np.float64)
     m = d
-    lo, hi = np.min(d), np.max(d)
-    bad = (d <= lo) | (d >= hi)
+    bad = np.zeros(d.shape, bool)
+    if clipped and d.size:
+        bad |= (d <= d.min()) | (d >= d.max())
     if known is not None:
-        bad = bad | (np.broadcast_to(known, data.shape) == 0)
+        bad |= np.broadcast_to(known, data.shape) <= 0
     for axis in range(1, d.ndim):
-        n = d.shape[axis]
-        if n < 2:
-            continue
-        later, earlier = range(1, n), range(0, n - 1)
+        later, earlier = range(1, d.shape[axis]), range(0, d.shape[axis] - 1)
         d = (np.take(d, later, axis=axis) - np.take(d, earlier, axis=axis)) / np.sqrt(2.0)
         m = (np.take(m, later, axis=axis) + np.take(m, earlier, axis=axis)) / 2.0
         bad = np.take(bad, later, axis=axis) | np.take(bad, earlier, axis=axis)
-    d, m = d[~bad], m[~bad]
+    return d[~bad], m[~bad]
+
+
+def _mad_variance(x: np.ndarray) -> float:
+    """Variance of Gaussian samples from their median absolute deviation."""
+    return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
+
+
+def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
+    """How much the noise variance grows with the signal in an engine-layout image
+    ``(C, *spatial)``: the variance of the finest diagonal differences (as in
+    :func:`noise_variance`) in the brighter half of the blocks over that in the darker
+    half, the blocks sorted by their mean. Blocks with a missing pixel or a pixel at the
+    data's minimum or maximum (clipped) are left out. About 1 for Gaussian noise of one
+    variance; well above 1 for shot (Poisson) noise. 1.0 where too few blocks are left."""
+    d, m = _diagonal_details(data, known, clipped=True)
     if d.size < 64:
         return 1.0
     bright = m > np.median(m)
-
-    def robust_var(x: np.ndarray) -> float:
-        return float(np.median(np.abs(x - np.median(x)))) ** 2
-
-    dark_var = robust_var(d[~bright])
+    dark_var = _mad_variance(d[~bright])
     if not bright.any() or dark_var <= 0:
         return 1.0
-    return robust_var(d[bright]) / dark_var
+    return _mad_variance(d[bright]) / dark_var
 
 
 def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
@@ -259,17 +267,7 @@ def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
     the median absolute deviation of its finest diagonal differences (pixels in 2 x 2
     blocks, 2 x 2 x 2 for volumes), which smooth content barely touches. Blocks with a
     missing pixel are left out."""
-    d = data.astype(np.float64)
-    k = None if known is None else np.broadcast_to(known, data.shape) > 0
-    for axis in range(1, d.ndim):
-        n = d.shape[axis]
-        a = np.take(d, range(1, n), axis=axis)
-        b = np.take(d, range(0, n - 1), axis=axis)
-        d = (a - b) / np.sqrt(2.0)  # keeps the variance of white noise
-        if k is not None:
-            k = np.take(k, range(1, n), axis=axis) & np.take(k, range(0, n - 1), axis=axis)
-    r = d[k] if k is not None else d.ravel()
-    if r.size < 16:
+    d, _ = _diagonal_details(data, known)
+    if d.size < 16:
         return 0.0
-    mad = np.median(np.abs(r - np.median(r)))
-    return float((1.4826 * mad) ** 2)
+    return _mad_variance(d)

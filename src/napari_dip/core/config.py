@@ -154,10 +154,12 @@ class DIPConfig:
         with a note, where the noise variance of the brighter half of the image exceeds
         that of the darker half by more than this factor (``arrays.noise_trend``; 0: no
         check; the fast and balanced presets set 1.5). SURE assumes one noise variance
-        everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3-6 dB below
-        the papers' loss (benchmarks/RESULTS.md). Gaussian noise read 0.86-1.42, such
-        data 1.6-5.5. With ``noise_model="poisson-gaussian"`` a positive value also means
-        the papers' loss: SURE on the transformed data broke down at low photon counts.
+        everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3.6-4.7 dB
+        below the papers' loss (benchmarks/RESULTS.md). Gaussian noise read 0.86-1.42,
+        such data 1.18-5.52, 11 of 12 cases above 1.5 (benchmarks/bench_noise_trend.py).
+        With ``noise_model="poisson-gaussian"`` a positive value also means the papers'
+        loss (:func:`for_noise_model`): SURE on the transformed data broke down at low
+        photon counts.
     """
 
     steps: int = 3000
@@ -304,11 +306,10 @@ def net_config(cfg: DIPConfig, channels: int) -> DIPConfig:
 
 def sure_fallback(cfg: DIPConfig) -> DIPConfig:
     """The configuration that replaces a SURE run where its checks (``sure_max_noise``,
-    ``sure_max_trend``) fail: the fast
-    preset's settings for the papers' loss, keeping what was chosen on top of the SURE
-    settings (a field of those settings with another value, e.g. ``steps``; a value equal
-    to SURE's counts as SURE's) and the fields that neither sets (members, precision,
-    tiles, compile, ...)."""
+    ``sure_max_trend``) fail: the fast preset's settings for the papers' loss, keeping
+    what was chosen on top of the SURE settings (a field of those settings with another
+    value, e.g. ``steps``; a value equal to SURE's counts as SURE's) and the fields that
+    neither sets (members, precision, tiles, compile, ...)."""
     sure = SURE_OVERRIDES["fast"]
     plain = PRESET_OVERRIDES["fast"]["dip"]
     keep = {}
@@ -321,6 +322,23 @@ def sure_fallback(cfg: DIPConfig) -> DIPConfig:
         elif key not in plain:
             keep[key] = value
     return make_config("dip", "fast", masked=True, **keep)
+
+
+def sure_fallback_note(reason: str) -> str:
+    """The run note of a SURE run replaced by :func:`sure_fallback`, for ``reason``."""
+    return f"loss: squared error with the fast preset's settings for it ({reason})"
+
+
+def for_noise_model(cfg: DIPConfig, noise_model: str) -> tuple[DIPConfig, str | None]:
+    """The configuration for data of ``noise_model`` and the note of any change: with a
+    noise model other than "gaussian", SURE with its checks on (``sure_max_trend`` > 0,
+    as in the presets) becomes :func:`sure_fallback`, since SURE on the variance-
+    stabilised data broke down at low photon counts (benchmarks/RESULTS.md)."""
+    if noise_model == "gaussian" or cfg.loss != "sure" or cfg.sure_max_trend <= 0:
+        return cfg, None
+    return sure_fallback(cfg), sure_fallback_note(
+        "the presets do not use SURE with a noise model other than 'gaussian'; "
+        "loss='sure' with sure_max_trend=0 forces it")
 
 
 def make_config(

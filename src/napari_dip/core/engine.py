@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from . import arrays
-from .config import DIPConfig, SGLDConfig, check_loss, net_config, sure_fallback
+from .config import (DIPConfig, SGLDConfig, check_loss, net_config, sure_fallback,
+                     sure_fallback_note)
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
@@ -155,17 +156,17 @@ def run(
     sure = cfg.loss == "sure"
     sure_var = arrays.noise_variance(prep.data) if sure else None  # also the stop rule's
     fallback_note = None
-    trend = arrays.noise_trend(prep.data, prep.known) if sure and cfg.sure_max_trend > 0 else 0
     if sure and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
-        fallback_note = (f"loss: squared error with the fast preset's settings for it (noise "
-                         f"std {np.sqrt(sure_var):.3g} of the data range is above "
-                         f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable)")
-    elif trend > cfg.sure_max_trend > 0:
-        fallback_note = (f"loss: squared error with the fast preset's settings for it (the "
-                         f"noise variance grows with the signal, {trend:.2f}x from the darker "
-                         f"to the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: "
-                         f"SURE assumes one variance; for photon counts see "
-                         f"noise_model='poisson-gaussian')")
+        fallback_note = sure_fallback_note(
+            f"noise std {np.sqrt(sure_var):.3g} of the data range is above "
+            f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable")
+    elif sure and cfg.sure_max_trend > 0:
+        trend = arrays.noise_trend(prep.data, prep.known)
+        if trend > cfg.sure_max_trend:
+            fallback_note = sure_fallback_note(
+                f"the noise variance grows with the signal, {trend:.2f}x from the darker to "
+                f"the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
+                f"assumes one variance; for photon counts see noise_model='poisson-gaussian'")
     if fallback_note is not None:
         cfg = sure_fallback(cfg)
         sure = False

@@ -66,6 +66,10 @@ CONFIGS = {
     "sure-w64-400": ("balanced", dict(SURE_WIDE, width=64, lr=0.002, steps=400)),
     "sure-w64-400-ema": ("balanced", dict(SURE_WIDE, width=64, lr=0.002, steps=400, ema=0.99)),
     "sure-w128-300": ("quality", dict(SURE_WIDE, width=128, lr=0.001, steps=300)),
+    # clipped data: SURE on the data as they are, and whatever the noise level
+    "fast-noclip": ("fast", dict(sure_clipping="off")),
+    "fast-sure": ("fast", dict(sure_max_noise=0.0)),
+    "fast-sure-noclip": ("fast", dict(sure_max_noise=0.0, sure_clipping="off")),
 }
 
 

@@ -188,25 +188,42 @@ class Table:
         print(self.fmt(r), flush=True)
 
 
-def summarise(rows: list[dict]) -> list[dict]:
+PEERS = ("bm3d", "cbm3d")
+
+
+def summarise(rows: list[dict], kinds: dict[str, str] | None = None) -> list[dict]:
+    """Averages per (task, condition, method) over all images and, where ``kinds`` maps
+    image names to "grey" / "colour", over each kind; "vs_peer" is the mean difference
+    to BM3D (grey) or CBM3D (colour) on the same images and noise."""
+    kinds = kinds or {}
+    peer = {(r["image"], r["cond"]): r["psnr"] for r in rows
+            if r.get("method") in PEERS and r.get("psnr") is not None}
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r.get("psnr") is None:
             continue
-        groups.setdefault((r["task"], r["cond"], r["method"]), []).append(r)
+        groups.setdefault((r["task"], r["cond"], r["method"], "all"), []).append(r)
+        if r["image"] in kinds and len(set(kinds.values())) > 1:
+            groups.setdefault((r["task"], r["cond"], r["method"], kinds[r["image"]]),
+                              []).append(r)
     out = []
-    for (task, cond, method), rs in groups.items():
+    for (task, cond, method, kind), rs in groups.items():
         def mean(key, sub=None):
             v = [(x.get(sub) or {}).get(key) if sub else x.get(key) for x in rs]
             v = [a for a in v if a is not None and not (isinstance(a, float) and math.isnan(a))]
             return float(np.mean(v)) if v else None
 
-        out.append({"task": task, "cond": cond, "method": method, "n": len(rs),
-                    "psnr": mean("psnr"), "ssim": mean("ssim"),
+        gaps = [x["psnr"] - peer[(x["image"], x["cond"])] for x in rs
+                if (x["image"], x["cond"]) in peer and method not in PEERS]
+        out.append({"task": task, "cond": cond, "method": method, "kind": kind,
+                    "n": len(rs), "psnr": mean("psnr"), "ssim": mean("ssim"),
+                    "vs_peer": float(np.mean(gaps)) if gaps else None,
                     "psnr_missing": mean("psnr_missing"), "seconds": mean("seconds"),
                     "spearman_std_abs_err": mean("spearman_std_abs_err", "uncertainty"),
                     "mean_std_missing": mean("mean_std_missing", "uncertainty"),
                     "mean_std_known": mean("mean_std_known", "uncertainty")})
+    order = {"all": 0, "grey": 1, "colour": 2}
+    out.sort(key=lambda s: order.get(s["kind"], 3))
     return out
 
 
@@ -418,17 +435,21 @@ def main(argv=None) -> int:
     print(table.header())
     for r in table.rows:
         print(table.fmt(r))
-    summary = summarise(table.rows)
-    print("\n# averages over images")
-    print(f"{'task':>9} {'cond':>14} {'method':>12} {'n':>2} {'psnr':>7} {'ssim':>6} "
+    summary = summarise(table.rows, {k: "colour" if v.ndim == 3 else "grey"
+                                     for k, v in images.items()})
+    print("\n# averages over images (all, then grey and colour apart; vs_peer: against "
+          "BM3D on grey, CBM3D on colour images)")
+    print(f"{'task':>9} {'cond':>14} {'method':>12} {'kind':>6} {'n':>2} {'psnr':>7} "
+          f"{'vs_peer':>7} {'ssim':>6} "
           f"{'psnr_miss':>9} {'rho':>6} {'std_in':>7} {'std_out':>7} {'sec':>6}")
 
     def f(v, nd=2):
         return "-" if v is None else f"{v:.{nd}f}"
 
     for s in summary:
-        print(f"{s['task']:>9} {s['cond']:>14} {s['method']:>12} {s['n']:>2} {f(s['psnr']):>7} "
-              f"{f(s['ssim'], 3):>6} {f(s['psnr_missing']):>9} "
+        print(f"{s['task']:>9} {s['cond']:>14} {s['method']:>12} {s['kind']:>6} {s['n']:>2} "
+              f"{f(s['psnr']):>7} {f(s['vs_peer']):>7} {f(s['ssim'], 3):>6} "
+              f"{f(s['psnr_missing']):>9} "
               f"{f(s['spearman_std_abs_err']):>6} {f(s['mean_std_missing'], 3):>7} "
               f"{f(s['mean_std_known'], 3):>7} {f(s['seconds'], 1):>6}")
     missing = sorted({r["method"] for r in table.rows if r.get("error")})

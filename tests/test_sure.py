@@ -132,18 +132,19 @@ def test_sure_in_tiles(noisy_crop, camera_crop):
     assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 2 and abs(tiled.psnr - whole.psnr) < 3
 
 
-def test_heavy_noise_falls_back_to_the_papers_loss(camera_crop):
+def test_a_noise_limit_falls_back_to_the_papers_loss(camera_crop):
     # clipped to the value range like 8-bit data (the limit is a fraction of the range)
     noisy = np.clip(camera_crop + np.random.default_rng(2).normal(0, 60 / 255,
                                                                   camera_crop.shape), 0, 1)
-    res = restore(noisy.astype(np.float32), steps=20, members=2, **KW)
+    res = restore(noisy.astype(np.float32), steps=20, members=2, sure_max_noise=0.14, **KW)
     cfg = res.info.config
     assert any("squared error with the fast preset's settings" in n for n in res.info.notes)
     assert cfg.loss == "mse" and cfg.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
     assert cfg.steps == 20 and cfg.members == 2 and res.steps <= 20  # chosen: kept
     assert any(n.startswith("stop rule: discrepancy") for n in res.info.notes)
-    # without the limit SURE runs whatever the noise
-    res = restore(noisy.astype(np.float32), steps=5, sure_max_noise=0.0, **KW)
+    # the presets set no limit: SURE runs whatever the noise
+    assert make_config("dip", "fast").sure_max_noise == 0.0
+    res = restore(noisy.astype(np.float32), steps=5, **KW)
     assert res.info.config.loss == "sure"
 
 
@@ -178,3 +179,48 @@ def test_shot_noise_falls_back_to_the_papers_loss(camera_crop):
     assert res.info.config.loss == "sure"
     with pytest.raises(ValueError, match="sure_max_trend"):
         make_config("dip", "fast", sure_max_trend=-1.0)
+
+
+def test_clipped_ends_noise_and_imputation_on_clipped_gaussian_noise():
+    from napari_dip.core.arrays import (clipped_ends, clipped_noise_variance, impute_clipped,
+                                        noise_variance)
+
+    rng = np.random.default_rng(3)
+    clean = np.zeros((1, 160, 160))
+    clean[..., 80:] = 0.7  # a dark half near the lower clip, a bright one
+    noisy = clean + rng.normal(0, 0.2, clean.shape)
+    assert clipped_ends(noisy) == (False, False)  # unclipped: each extreme once
+    clipped = np.clip(noisy, 0.0, 1.0)
+    assert clipped_ends(clipped) == (True, True)
+    assert clipped_ends(np.clip(noisy, 0.0, None)) == (True, False)
+    # the plain estimate reads low on clipped data; away from the clipped ends it does not
+    assert np.sqrt(noise_variance(clipped)) < 0.17
+    assert 0.18 < np.sqrt(clipped_noise_variance(clipped)) < 0.22
+    filled = impute_clipped(clipped, 0.2, low=True, high=True, seed=0)
+    kept = (clipped > 0) & (clipped < 1)
+    assert np.array_equal(filled[kept], clipped[kept])  # unclipped values untouched
+    assert (filled[clipped <= 0] <= 0).all() and (filled[clipped >= 1] >= 1).all()
+    # the dark half looks unclipped again: mean and spread of the noise come back
+    dark = filled[..., 8:-8, 8:72]
+    assert abs(dark.mean()) < 0.02 and 0.18 < dark.std() < 0.22
+    assert clipped[..., 8:-8, 8:72].mean() > 0.07  # where the clipped data read high
+
+
+def test_sure_on_clipped_data_imputes_the_clipped_values(camera_crop):
+    noisy = np.clip(camera_crop + np.random.default_rng(0).normal(0, 0.2, camera_crop.shape),
+                    0, 1).astype(np.float32)
+    res = restore(noisy, steps=5, sure_max_noise=0.0, **KW)
+    notes = " ".join(res.info.notes)
+    assert "(clipped)" in notes and "sure_clipping='impute'" in notes
+    off = restore(noisy, steps=5, sure_max_noise=0.0, sure_clipping="off", **KW)
+    assert "(clipped)" not in " ".join(off.info.notes)
+    assert not np.array_equal(res.image, off.image)
+    # the noise level that SURE uses: close to the truth with the imputation, low without
+    read = [float(n.split("noise std ")[1].split()[0]) for n in (res.info.notes + off.info.notes)
+            if n.startswith("loss: SURE, noise std")]
+    scale = float(noisy.max() - noisy.min())
+    assert 0.18 < read[0] * scale < 0.22 and read[1] * scale < read[0] * scale - 0.02
+    # data that are not clipped are left alone
+    unclipped = camera_crop + np.random.default_rng(0).normal(0, 0.2, camera_crop.shape)
+    plain = restore(unclipped.astype(np.float32), steps=5, sure_max_noise=0.0, **KW)
+    assert "(clipped)" not in " ".join(plain.info.notes)

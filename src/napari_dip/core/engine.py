@@ -155,6 +155,11 @@ def run(
     check_loss(cfg, masked=prep.known is not None)
     sure = cfg.loss == "sure"
     sure_var = arrays.noise_variance(prep.data) if sure else None  # also the stop rule's
+    clip_ends = (False, False)
+    if sure and cfg.sure_clipping == "impute":
+        clip_ends = arrays.clipped_ends(prep.data)
+        if any(clip_ends):  # the plain estimate reads low on clipped data
+            sure_var = arrays.clipped_noise_variance(prep.data)
     fallback_note = None
     if sure and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
         fallback_note = sure_fallback_note(
@@ -209,6 +214,10 @@ def run(
             compile_note = len(info.notes)
             info.notes.append(f"compile: {backend}")
     cpu_gen = torch.Generator().manual_seed(seed)
+    if sure and any(clip_ends):  # SURE's data: as if never clipped (see sure_clipping)
+        filled = arrays.impute_clipped(prep.data, float(np.sqrt(sure_var)), low=clip_ends[0],
+                                       high=clip_ends[1], seed=seed + 7)
+        padded = arrays.pad_array(filled, pads, cfg.padding)
     target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
     if sure:  # every member gets the image
         z = target.repeat(1, cfg.members, *([1] * nd))
@@ -233,6 +242,15 @@ def run(
         info.notes.append(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
+        if any(clip_ends):
+            ends = " and ".join(e for e, f in zip(("minimum", "maximum"), clip_ends) if f)
+            lo_hi = [prep.data <= prep.data.min(), prep.data >= prep.data.max()]
+            share = np.mean(np.any([c for c, f in zip(lo_hi, clip_ends) if f], axis=0))
+            info.notes.append(
+                f"loss: SURE: {share * 100:.1f} % of the values sit at the data's {ends} "
+                f"(clipped); they are replaced by noise draws beyond the clip around a local "
+                f"estimate, and the noise std read away from the clipped ends "
+                f"(sure_clipping='impute')")
         if sure_var <= MIN_NOISE_VARIANCE:
             info.notes.append("loss: no noise measurable in the image, so SURE is the plain "
                               "fit of the image and returns it about unchanged")

@@ -136,7 +136,7 @@ def test_snapshots_stream_and_close_stops(tiny):
 def test_stop_rule_stops_and_reports(tiny):
     img = np.random.default_rng(7).random((16, 16)).astype(np.float32)
     res = restore(img, steps=400, seed=0, device="cpu", stop_window=5, stop_warmup=10,
-                  stop_patience=20, stop_rule="variance", **tiny)
+                  stop_patience=20, stop_rule="variance", loss="mse", **tiny)
     assert res.best_step is not None and res.best_step <= res.steps
     assert res.stop_reason.startswith(("stopped", "reached"))
     if res.stop_reason.startswith("stopped"):

@@ -193,6 +193,8 @@ def test_clipped_ends_noise_and_imputation_on_clipped_gaussian_noise():
     clipped = np.clip(noisy, 0.0, 1.0)
     assert clipped_ends(clipped) == (True, True)
     assert clipped_ends(np.clip(noisy, 0.0, None)) == (True, False)
+    assert clipped_ends(np.full((1, 8, 8), 0.5)) == (False, False)  # one value: no clip
+    assert np.array_equal(impute_clipped(clipped, 0.0, low=True, high=True), clipped)
     # the plain estimate reads low on clipped data; away from the clipped ends it does not
     assert np.sqrt(noise_variance(clipped)) < 0.17
     assert 0.18 < np.sqrt(clipped_noise_variance(clipped)) < 0.22

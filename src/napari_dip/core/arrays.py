@@ -281,7 +281,7 @@ def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
     maximum (clipped or saturated data): more than ``min_fraction`` of the known values
     (and more than 8) equal to the extreme. Unclipped noisy data hold each extreme once."""
     vals = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
-    if vals.size == 0:
+    if vals.size == 0 or vals.min() >= vals.max():  # nothing, or one value: no clip to tell
         return False, False
     limit = max(min_fraction * vals.size, 8)
     return (bool(np.count_nonzero(vals <= vals.min()) > limit),
@@ -372,6 +372,8 @@ def impute_clipped(data: np.ndarray, sigma: float, *, low: bool, high: bool, see
     from scipy.ndimage import gaussian_filter
     from scipy.special import ndtr, ndtri
 
+    if not sigma > 0 or not (low or high):
+        return data.copy()
     out = data.astype(np.float64, copy=True)
     lo, hi = float(data.min()), float(data.max())
     blur = np.stack([gaussian_filter(c, smooth, mode="reflect") for c in out])

@@ -285,7 +285,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 # the image as input, on top of the overrides above (which stay for images with a mask,
 # whose holes only the papers' loss can fill). Fast, on two CPU cores, 256x256 camera,
 # sigma 25: 29.41 dB in 69 s (BM3D 30.81; the papers' loss with the fast net: 23.45 dB at
-# 60 s). Width 16 and 4 scales beat 24 channels, 5 scales, no normalisation, a residual
+# 60 s); 29.59 dB once its clipped values were imputed (sure_clipping). Width 16 and 4 scales beat 24 channels, 5 scales, no normalisation, a residual
 # output and 16 skip channels; a constant lr of 0.004-0.005 overfits after 300-450 steps
 # (benchmarks/RESULTS.md).
 # "balanced" averages four such nets, trained together as one batch (members): on an

@@ -226,3 +226,27 @@ def test_sure_on_clipped_data_imputes_the_clipped_values(camera_crop):
     unclipped = camera_crop + np.random.default_rng(0).normal(0, 0.2, camera_crop.shape)
     plain = restore(unclipped.astype(np.float32), steps=5, sure_max_noise=0.0, **KW)
     assert "(clipped)" not in " ".join(plain.info.notes)
+
+
+def test_colour_width_widens_the_net_for_colour_images_only(camera_crop):
+    from napari_dip.core.config import net_config
+    from napari_dip.core.tiling import estimate_memory
+
+    cfg = make_config("dip", "fast", colour_width=24)
+    assert net_config(cfg, 3).width == 24 and net_config(cfg, 1).width == cfg.width
+    assert net_config(make_config("dip", "fast"), 3).width == cfg.width  # 0: width
+    # the balanced preset widens its nets for colour; a width asked for holds for colour too
+    balanced = make_config("dip", "balanced")
+    assert net_config(balanced, 3).width == 32 and net_config(balanced, 1).width == 16
+    assert net_config(make_config("dip", "balanced", width=8), 3).width == 8
+    assert make_config("dip", "balanced", masked=True).colour_width == 0
+    assert estimate_memory(cfg, (64, 64), 3) > estimate_memory(
+        make_config("dip", "fast"), (64, 64), 3)
+    rgb = np.stack([camera_crop, camera_crop[::-1], camera_crop.T], -1)
+    rgb = rgb + np.random.default_rng(0).normal(0, 0.1, rgb.shape)
+    wide = restore(rgb.astype(np.float32), steps=3, colour_width=24, channel_axis=-1, **KW)
+    plain = restore(rgb.astype(np.float32), steps=3, channel_axis=-1, **KW)
+    assert wide.info.parameters > plain.info.parameters
+    grey = restore(rgb[..., 0].astype(np.float32), steps=3, colour_width=24, **KW)
+    grey_plain = restore(rgb[..., 0].astype(np.float32), steps=3, **KW)
+    assert grey.info.parameters == grey_plain.info.parameters

@@ -240,7 +240,9 @@ class DIPWidget(Container):
             name="show_advanced", text="show network and optimiser settings", value=False)
 
         self.net_width = SpinBox(name="net_width", label="width", min=1, max=4096,
-                                 tooltip="Channels of every layer of the network.")
+                                 tooltip="Channels of every layer of the network. The "
+                                 "balanced preset gives colour images 32 when this is left "
+                                 "as it is.")
         self.net_scales = SpinBox(name="net_scales", label="scales", min=1, max=8,
                                   tooltip="Down/up-sampling levels of the network.")
         self.learning_rate = FloatSpinBox(name="learning_rate", label="learning rate",

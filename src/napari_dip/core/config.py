@@ -160,6 +160,12 @@ class DIPConfig:
         With ``noise_model="poisson-gaussian"`` a positive value also means the papers'
         loss (:func:`for_noise_model`): SURE on the transformed data broke down at low
         photon counts.
+    colour_width : int
+        Width of the net (as ``width``) for images with more than one channel (colour);
+        0 (default): ``width`` for every image. A colour image gives the net three times
+        the measurements of a grey one: with SURE, a single net of width 32 came 0.5-0.8
+        dB above one of width 16 on colour images where on grey ones it drifted
+        (benchmarks/RESULTS.md), so the balanced preset sets 32 for colour.
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
         (clipped or saturated, as in 8-bit images of noisy scenes; ``arrays.clipped_ends``):
@@ -207,6 +213,7 @@ class DIPConfig:
     sure_max_noise: float = 0.0
     sure_max_trend: float = 0.0
     sure_clipping: str = "impute"
+    colour_width: int = 0
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -293,12 +300,15 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 # 1.29 for one net, in 2.4 s against 1.3 s per image; 512x512 RGB: 29.96 dB in 6.3 s, where
 # the earlier balanced preset (the papers' loss, width 64, 2000 steps) gave 28.43 dB in
 # 18.5 s. The papers' net with SURE peaks higher but breaks down within 1000 steps.
+# Colour images get nets of width 32 in "balanced" (colour_width): single nets on two CPU
+# cores, 256x256 colour images at sigma 25, came 0.30-0.77 dB above width 16, where on
+# grey images width 32 drifted after its best step (benchmarks/RESULTS.md).
 _SURE_FAST = dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                   ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10,
                   sure_max_trend=1.5)
 SURE_OVERRIDES: dict[str, dict[str, Any]] = {
     "fast": _SURE_FAST,
-    "balanced": dict(_SURE_FAST, members=4),
+    "balanced": dict(_SURE_FAST, members=4, colour_width=32),
 }
 
 
@@ -311,8 +321,14 @@ def check_loss(cfg: DIPConfig, masked: bool) -> None:
 
 def net_config(cfg: DIPConfig, channels: int) -> DIPConfig:
     """The settings the generator is built from: with SURE the net denoises the image
-    itself, so its input has the image's ``channels`` instead of ``input_channels``."""
-    return dataclasses.replace(cfg, input_channels=channels) if cfg.loss == "sure" else cfg
+    itself, so its input has the image's ``channels`` instead of ``input_channels``; an
+    image of several channels gets ``colour_width`` where that is set."""
+    changes: dict[str, Any] = {}
+    if cfg.loss == "sure":
+        changes["input_channels"] = channels
+    if channels > 1 and cfg.colour_width > 0:
+        changes["width"] = cfg.colour_width
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def sure_fallback(cfg: DIPConfig) -> DIPConfig:
@@ -389,6 +405,8 @@ def make_config(
     if method == "dip" and not masked and str(options.get("loss", "sure")).lower() == "sure":
         values.update(SURE_OVERRIDES.get(preset, {}))
     values.update(options)
+    if "width" in options and "colour_width" not in options:
+        values["colour_width"] = 0  # a width asked for holds for colour images too
     if steps is not None:
         if method == "sgld" and "burn_in" not in options:
             # keep the preset's proportions of burn-in and sampling for a new length
@@ -433,6 +451,7 @@ def config_from_json(text: str) -> DIPConfig:
 _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "steps": (1, 10_000_000),
     "width": (1, 4096),
+    "colour_width": (0, 4096),
     "scales": (1, 8),
     "skip_channels": (0, 4096),
     "input_channels": (1, 4096),

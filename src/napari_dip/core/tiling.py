@@ -175,13 +175,13 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     pads = arrays.pad_amounts(tuple(spatial), levels)
     padded = [s + a + b for s, (a, b) in zip(spatial, pads)]
     pixels = float(np.prod(padded))
-    act = (ACTIVATION_BYTES * cfg.width + ACTIVATION_BASE) * pixels * cfg.members
+    net_cfg = net_config(cfg, channels)
+    act = (ACTIVATION_BYTES * net_cfg.width + ACTIVATION_BASE) * pixels * cfg.members
     sure = cfg.loss == "sure"
     if sure:  # two forward passes (the image and its perturbation) kept for one backward
         act *= 2.0
     elif cfg.precision == "bfloat16" and device_type == "cuda":
         act *= BF16_FACTOR
-    net_cfg = net_config(cfg, channels)
     with torch.device("meta"):
         params = sum(p.numel() for p in SkipNet(net_cfg, channels, nd=len(spatial),
                                                 levels=levels).parameters())

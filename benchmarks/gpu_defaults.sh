@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One prepared GPU session for the default preset as it now is (about 9 minutes on an
+# H100/H200): balanced = four SURE nets averaged, 32 wide for colour images, clipped values
+# imputed.
+#  1. the quality benchmark: bench_quality.py, 8 images (4 grey, 4 colour) at sigma 15, 25
+#     and 50 against BM3D / CBM3D, denoising (compare with
+#     results/quality_h100_balanced_sure_256.*, before the colour width);
+#  2. the speed table at 512x512 RGB: the original loop against the fast and balanced
+#     presets run to their end;
+#  3. clipped 8-bit data on the GPU: the time-budget comparison at sigma 50 (uint8).
+# Every stage has its own time limit. Usage: OUT=results_dir bash benchmarks/gpu_defaults.sh
+set -uo pipefail
+export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-benchmarks/out}"; mkdir -p "$OUT"
+DEVICE="${DEVICE:-cuda}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/stages.txt"
+python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tee -a "$OUT/stages.txt"
+stage() {  # stage SECONDS NAME COMMAND...
+    local limit=$1 name=$2; shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    echo "stage $name: exit $? after $((SECONDS - t0)) s" | tee -a "$OUT/stages.txt"
+    tail -n "${TAIL:-30}" "$OUT/$name.txt"
+}
+stage "${LIMIT_QUALITY:-300}" quality python3 benchmarks/bench_quality.py --device "$DEVICE" \
+    --preset "${PRESET:-balanced}" --size "${QUALITY_SIZE:-256}" --images 8 \
+    --sigmas "${SIGMAS:-15,25,50}" --tasks denoise --no-sgld --json "$OUT/quality.json"
+stage "${LIMIT_SPEED:-100}" speed python3 benchmarks/bench_speed.py --device "$DEVICE" \
+    --size "${SPEED_SIZE:-512}" --rgb --steps 30 --full-runs --variants "" --members "" \
+    --presets "${SPEED_PRESETS:-fast,balanced}" --methods dip --json "$OUT/speed.json"
+stage "${LIMIT_CLIPPED:-120}" clipped python3 benchmarks/bench_cpu_target.py --device "$DEVICE" \
+    --sigma 50 --mark 5 --budget 40 --threads 8 --configs "${CONFIGS:-fast,fast-noclip}" \
+    --images "${IMAGES:-sample,coins,astronaut}" --json "$OUT/clipped.json"

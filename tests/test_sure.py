@@ -194,6 +194,10 @@ def test_clipped_ends_noise_and_imputation_on_clipped_gaussian_noise():
     assert clipped_ends(clipped) == (True, True)
     assert clipped_ends(np.clip(noisy, 0.0, None)) == (True, False)
     assert clipped_ends(np.full((1, 8, 8), 0.5)) == (False, False)  # one value: no clip
+    # quantised, low noise, not clipped: many ties at the extremes, but fewer than beside
+    levels = np.rint(100 + 40 * clean + rng.normal(0, 0.8, clean.shape))
+    assert clipped_ends(levels) == (False, False)
+    assert clipped_ends(np.clip(levels, 101, None)) == (True, False)
     assert np.array_equal(impute_clipped(clipped, 0.0, low=True, high=True), clipped)
     # the plain estimate reads low on clipped data; away from the clipped ends it does not
     assert np.sqrt(noise_variance(clipped)) < 0.17

@@ -279,13 +279,26 @@ def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
                  min_fraction: float = 1e-3) -> tuple[bool, bool]:
     """Whether the values of an engine-layout image pile up at its minimum and at its
     maximum (clipped or saturated data): more than ``min_fraction`` of the known values
-    (and more than 8) equal to the extreme. Unclipped noisy data hold each extreme once."""
+    (and more than 8) equal to the extreme, and more than twice as many as lie within
+    1/256 of the value range beside it. Unclipped noisy data hold each extreme once, or
+    (quantised) fewer than the levels next to it."""
     vals = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
     if vals.size == 0 or vals.min() >= vals.max():  # nothing, or one value: no clip to tell
         return False, False
     limit = max(min_fraction * vals.size, 8)
-    return (bool(np.count_nonzero(vals <= vals.min()) > limit),
-            bool(np.count_nonzero(vals >= vals.max()) > limit))
+    lo, hi = float(vals.min()), float(vals.max())
+    step = (hi - lo) / 256.0  # the next grey level of 8-bit data, a band of others'
+
+    def piled(at_end: int, beside: int) -> bool:
+        # a clip gathers the whole tail at the end: far more values than just beside it,
+        # where quantised data that are not clipped hold fewer at their extreme
+        return at_end > limit and at_end > 2 * beside
+
+    low = piled(np.count_nonzero(vals <= lo),
+                np.count_nonzero((vals > lo) & (vals <= lo + step)))
+    high = piled(np.count_nonzero(vals >= hi),
+                 np.count_nonzero((vals < hi) & (vals >= hi - step)))
+    return bool(low), bool(high)
 
 
 def _unclipped_blocks(data: np.ndarray, known: np.ndarray | None = None,

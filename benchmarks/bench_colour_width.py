@@ -18,13 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import add_noise, load_image  # noqa: E402
+from bench_quality import add_noise, load_image, psnr  # noqa: E402
 
 import napari_dip  # noqa: E402
-
-
-def psnr(est: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(est, 0, 1) - clean) ** 2)))
 
 
 def main(argv=None) -> None:
@@ -50,7 +46,7 @@ def main(argv=None) -> None:
 
             t = time.perf_counter()
             est = bm3d.bm3d_rgb(noisy, sigma) if clean.ndim == 3 else bm3d.bm3d(noisy, sigma)
-            row["peer"] = round(psnr(est, clean), 2)
+            row["peer"] = round(psnr(clean, np.clip(est, 0, 1)), 2)
             row["peer_seconds"] = round(time.perf_counter() - t, 1)
         except ImportError:
             row["peer"] = None
@@ -59,7 +55,7 @@ def main(argv=None) -> None:
             res = napari_dip.restore(noisy, preset=args.preset, seed=0, device=args.device,
                                      channel_axis=-1 if clean.ndim == 3 else None,
                                      width=int(w))
-            row[f"w{w}"] = round(psnr(res.image, clean), 2)
+            row[f"w{w}"] = round(psnr(clean, np.clip(res.image, 0, 1)), 2)
             row[f"w{w}_seconds"] = round(time.perf_counter() - t, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -9,19 +9,8 @@
 #     presets run to their end;
 #  3. clipped 8-bit data on the GPU: the time-budget comparison at sigma 50 (uint8).
 # Every stage has its own time limit. Usage: OUT=results_dir bash benchmarks/gpu_defaults.sh
-set -uo pipefail
-export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT="${OUT:-benchmarks/out}"; mkdir -p "$OUT"
-DEVICE="${DEVICE:-cuda}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/stages.txt"
-python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tee -a "$OUT/stages.txt"
-stage() {  # stage SECONDS NAME COMMAND...
-    local limit=$1 name=$2; shift 2
-    local t0=$SECONDS
-    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
-    echo "stage $name: exit $? after $((SECONDS - t0)) s" | tee -a "$OUT/stages.txt"
-    tail -n "${TAIL:-30}" "$OUT/$name.txt"
-}
+TAIL="${TAIL:-30}"
+source "$(dirname "$0")/gpu_stages.sh"
 stage "${LIMIT_QUALITY:-300}" quality python3 benchmarks/bench_quality.py --device "$DEVICE" \
     --preset "${PRESET:-balanced}" --size "${QUALITY_SIZE:-256}" --images 8 \
     --sigmas "${SIGMAS:-15,25,50}" --tasks denoise --no-sgld --json "$OUT/quality.json"

@@ -8,19 +8,7 @@
 #  4. the quality benchmark (bench_quality.py, 4 images incl. RGB against CBM3D) with the
 #     sweep's best configuration.
 # Every stage has its own time limit. Usage: OUT=results_dir bash benchmarks/gpu_sure.sh
-set -uo pipefail
-export PYTHONPATH="$PWD/src:$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT="${OUT:-benchmarks/out}"; mkdir -p "$OUT"
-DEVICE="${DEVICE:-cuda}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/stages.txt"
-python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tee -a "$OUT/stages.txt"
-stage() {  # stage SECONDS NAME COMMAND...
-    local limit=$1 name=$2; shift 2
-    local t0=$SECONDS
-    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
-    echo "stage $name: exit $? after $((SECONDS - t0)) s" | tee -a "$OUT/stages.txt"
-    tail -n "${TAIL:-12}" "$OUT/$name.txt"
-}
+source "$(dirname "$0")/gpu_stages.sh"
 stage "${LIMIT_CORRECTNESS:-75}" correctness python3 benchmarks/gpu_correctness.py \
     --paths sure,sure-eager
 stage "${LIMIT_SWEEP:-230}" sweep python3 benchmarks/bench_cpu_target.py --device "$DEVICE" \

@@ -163,8 +163,8 @@ class DIPConfig:
     colour_width : int
         Width of the net (as ``width``) for images with more than one channel (colour);
         0 (default): ``width`` for every image. A colour image gives the net three times
-        the measurements of a grey one: with SURE, a single net of width 32 came 0.5-0.8
-        dB above one of width 16 on colour images where on grey ones it drifted
+        the measurements of a grey one: with SURE, a single net of width 32 came 0.3-0.8
+        dB above one of width 16 on four colour images where on grey ones it drifted
         (benchmarks/RESULTS.md), so the balanced preset sets 32 for colour.
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
@@ -292,8 +292,9 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 # the image as input, on top of the overrides above (which stay for images with a mask,
 # whose holes only the papers' loss can fill). Fast, on two CPU cores, 256x256 camera,
 # sigma 25: 29.41 dB in 69 s (BM3D 30.81; the papers' loss with the fast net: 23.45 dB at
-# 60 s); 29.59 dB once its clipped values were imputed (sure_clipping). Width 16 and 4 scales beat 24 channels, 5 scales, no normalisation, a residual
-# output and 16 skip channels; a constant lr of 0.004-0.005 overfits after 300-450 steps
+# 60 s); 29.59 dB once its clipped values were imputed (sure_clipping). Width 16 and 4
+# scales beat 24 channels, 5 scales, no normalisation, a residual output and 16 skip
+# channels; a constant lr of 0.004-0.005 overfits after 300-450 steps
 # (benchmarks/RESULTS.md).
 # "balanced" averages four such nets, trained together as one batch (members): on an
 # NVIDIA H100, six 256x256 grey images at sigma 25, 0.90 dB below BM3D on average against

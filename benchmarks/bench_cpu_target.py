@@ -70,6 +70,11 @@ CONFIGS = {
     "fast-noclip": ("fast", dict(sure_clipping="off")),
     "fast-sure": ("fast", dict(sure_max_noise=0.0)),
     "fast-sure-noclip": ("fast", dict(sure_max_noise=0.0, sure_clipping="off")),
+    # the fast preset's SURE settings (its default for images without a mask until R2R)
+    "sure": ("fast", dict(loss="sure")),
+    # R2R variants: the recorruption's strength, a constant lr, no divergence stop
+    "r2r-a0.3": ("fast", dict(r2r_alpha=0.3)),
+    "r2r-const": ("fast", dict(lr_final=1.0)),
 }
 
 

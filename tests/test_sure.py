@@ -9,7 +9,8 @@ from napari_dip import make_config, restore
 from napari_dip.core.config import PRESET_OVERRIDES, sure_fallback
 from napari_dip.core.tiling import estimate_memory
 
-KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
+FAST = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
+KW = dict(FAST, loss="sure")  # the fast preset's SURE settings
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def _psnr(a, b):
     return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b) ** 2))
 
 
-def test_fast_preset_denoises_with_sure_and_no_stop_rule(noisy_crop, camera_crop):
+def test_sure_denoises_with_no_stop_rule(noisy_crop, camera_crop):
     res = restore(noisy_crop, steps=60, reference=camera_crop, **KW)
     assert res.info.config.loss == "sure"
     notes = " ".join(res.info.notes)
@@ -30,8 +31,8 @@ def test_fast_preset_denoises_with_sure_and_no_stop_rule(noisy_crop, camera_crop
     assert res.steps == 60 and res.stop_reason.startswith("reached the maximum of 60 steps")
     assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
     # the same steps of the papers' loss, from a random code, are far behind
-    mse = restore(noisy_crop, steps=60, loss="mse", auto_stop=False, reference=camera_crop,
-                  **KW)
+    mse = restore(noisy_crop, steps=60, auto_stop=False, reference=camera_crop,
+                  **dict(KW, loss="mse"))
     assert mse.info.config.loss == "mse" and res.psnr > mse.psnr + 2
 
 
@@ -59,16 +60,18 @@ def test_sure_runs_repeat_bit_for_bit_and_with_members(noisy_crop):
 def test_a_mask_gets_the_papers_loss_with_the_fast_preset(camera_crop):
     mask = np.zeros(camera_crop.shape, bool)
     mask[20:30, 20:30] = True
-    res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=20, **KW)
+    res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=20, **FAST)
     cfg = res.info.config
     assert cfg.loss == "mse" and cfg.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
     with pytest.raises(ValueError, match=r"loss: 'sure' .* mask"):
-        restore(camera_crop, mask=mask, steps=5, loss="sure", **KW)
+        restore(camera_crop, mask=mask, steps=5, **KW)
 
 
 def test_presets_and_validation():
     fast = make_config("dip", "fast")
-    assert fast.loss == "sure" and fast.jitter == 0 and fast.backtrack_db == 0
+    assert fast.loss == "r2r" and fast.jitter == 0 and fast.backtrack_db == 0
+    sure = make_config("dip", "fast", loss="sure")  # with the preset's SURE settings
+    assert sure.loss == "sure" and sure.steps == 300 and fast.steps == 600
     assert make_config("dip", "fast", masked=True).loss == "mse"
     plain = make_config("dip", "fast", loss="mse")  # the papers' loss with the fast net
     assert plain == make_config("dip", "fast", masked=True)
@@ -88,7 +91,7 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
     is no mask; with a mask its own net and the papers' loss; above the noise limit the
     fast preset's squared-error settings with the four nets kept."""
     cfg = make_config("dip", "balanced")
-    fast = make_config("dip", "fast")
+    fast = make_config("dip", "fast", loss="sure")
     assert cfg.loss == "sure" and cfg.members == 4
     for name in ("loss", "width", "scales", "lr", "lr_final", "steps", "ema", "jitter",
                  "backtrack_db", "sure_max_noise", "sure_max_trend", "snapshot_every"):
@@ -103,7 +106,7 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
     res = restore(noisy_crop, preset="balanced", steps=30, seed=0, device="cpu",
                   reference=camera_crop)
     assert res.info.config.members == 4 and res.info.config.loss == "sure"
-    one = restore(noisy_crop, preset="fast", steps=30, seed=0, device="cpu",
+    one = restore(noisy_crop, preset="fast", loss="sure", steps=30, seed=0, device="cpu",
                   reference=camera_crop)
     # the average of four nets is not one net's estimate
     assert not np.allclose(res.image, one.image)
@@ -111,7 +114,7 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
 
 
 def test_memory_model_counts_the_second_pass():
-    cfg = make_config("dip", "fast")
+    cfg = make_config("dip", "fast", loss="sure")
     plain = dataclasses.replace(cfg, loss="mse")
     assert estimate_memory(cfg, (256, 256), 1) > 1.5 * estimate_memory(plain, (256, 256), 1)
 

@@ -117,7 +117,7 @@ def test_widget_defaults_follow_selection_and_method(viewer, dock):
     assert dock.run_options()["auto_stop"] is None
     dock.method.value = "dip"
     assert dock.auto_stop.value  # the user's choice is back
-    # the stop rule is for the squared error; SURE (the fast preset's) runs its steps
+    # the stop rule is for the squared error; SURE and R2R decide for themselves
     assert dock.auto_stop.enabled == (dock.data_term.value == "mse")
     dock.data_term.value = "mse"
     assert dock.auto_stop.enabled
@@ -346,21 +346,22 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
 
 
-def test_a_mask_switches_the_presets_between_sure_and_mse(qtbot, viewer, dock):
+def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, dock):
     viewer.add_image(tiny_image(), name="img")
     dock.mask_layer.value = None
     dock.method.value = "dip"
     dock.preset.value = "fast"
-    assert dock.data_term.value == "sure" and dock.data_term.enabled
+    assert dock.data_term.value == "r2r" and dock.data_term.enabled
     assert dock.steps.value == make_config("dip", "fast").steps
-    assert not dock.auto_stop.enabled  # SURE runs its steps
+    assert not dock.auto_stop.enabled  # R2R has its own stop
+    assert "R2R" in dock.auto_stop.native.toolTip()
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
     assert dock.data_term.value == "mse" and dock.auto_stop.enabled
     assert dock.steps.value == make_config("dip", "fast", masked=True).steps
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None
-    assert dock.data_term.value == "sure"
+    assert dock.data_term.value == "r2r"
     # the default preset averages four SURE nets without a mask, one net with a mask
     dock.preset.value = "balanced"
     assert dock.data_term.value == "sure" and dock.members.value == 4
@@ -375,5 +376,5 @@ def test_a_mask_switches_the_presets_between_sure_and_mse(qtbot, viewer, dock):
     configure(dock, method="dip", steps=10, every=5)
     run_to_end(qtbot, dock)
     md = viewer.layers["img [DIP]"].metadata
-    assert md["config"]["loss"] == "sure" and md["steps"] == 10
-    assert any("loss: SURE" in n for n in md["notes"])
+    assert md["config"]["loss"] == "r2r" and md["steps"] == 10
+    assert any("loss: R2R" in n for n in md["notes"])

@@ -79,7 +79,8 @@ NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
                                              "poisson-gaussian")]
 SGLD_ONLY = ("burn_in", "thinning")
 DIP_ONLY = ("data_term",)
-LOSS_CHOICES = [("squared error (fills masks)", "mse"), ("SURE (denoising)", "sure")]
+LOSS_CHOICES = [("squared error (fills masks)", "mse"), ("SURE (denoising)", "sure"),
+                ("R2R (denoising)", "r2r")]
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -282,8 +283,11 @@ class DIPWidget(Container):
                     "SURE: the network denoises the image itself and minimises an unbiased "
                     "estimate of its error to the clean image, so it cannot overfit the "
                     "noise and needs no stop rule; several times faster on a CPU. Images "
-                    "without a mask only. The fast and balanced presets use it where they "
-                    "can.")
+                    "without a mask only. The balanced preset uses it where it can.\n"
+                    "R2R: the network denoises the image itself, fitting a re-noised copy "
+                    "of it to another whose noise is independent; half the time per step "
+                    "of SURE, and it stops by itself. Images without a mask only. The fast "
+                    "preset uses it where it can.")
         self.noise_model = ComboBox(
             name="noise_model", label="noise", choices=NOISE_CHOICES, value="gaussian",
             tooltip="Poisson-Gaussian: for photon-counting data (fluorescence, low light); "
@@ -453,11 +457,14 @@ class DIPWidget(Container):
         not overfit, so they run their steps."""
         sgld = self.method.value == "sgld"
         sure = not sgld and self.data_term.value == "sure"
-        self.auto_stop.enabled = not (sgld or sure)
+        r2r = not sgld and self.data_term.value == "r2r"
+        self.auto_stop.enabled = not (sgld or sure or r2r)
         self.auto_stop.native.setToolTip(
             "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
             "The SURE data term does not fit the noise: the run goes through its steps." if
             sure else
+            "The R2R data term stops by itself where the net begins to learn its "
+            "recorruption." if r2r else
             "Stop once the estimate explains the image down to its noise level (or, with a "
             "mask, when the output stops improving) and keep that estimate.")
 

@@ -139,9 +139,10 @@ def iterate(
         Axis of channels (e.g. -1 for RGB); None for a single channel.
     preset : {"fast", "balanced", "quality"}
         "quality" is the papers' configuration; the others are lighter and faster. DIP
-        with "fast" or "balanced" denoises an image without a mask with the SURE loss
-        (``loss="sure"``: the noisy image as the net's input, no stop rule needed;
-        "balanced" averages four such nets), and fills a mask with the papers' loss.
+        with "fast" or "balanced" denoises an image without a mask with the noisy image
+        as the net's input: "fast" with the R2R loss (``loss="r2r"``, which stops by
+        itself), "balanced" with the SURE loss (``loss="sure"``, no stop rule needed;
+        four such nets averaged); both fill a mask with the papers' loss.
     steps : int, optional
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional

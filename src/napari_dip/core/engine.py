@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from . import arrays
-from .config import (DIPConfig, SGLDConfig, check_loss, net_config, sure_fallback,
-                     sure_fallback_note)
+from .config import (IMAGE_LOSSES, DIPConfig, SGLDConfig, check_loss, net_config,
+                     sure_fallback, sure_fallback_note)
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
-from .stopping import Discrepancy, WindowedVariance
+from .stopping import DivergenceWatch, Discrepancy, WindowedVariance
 
 
 # torch.compile backend per device type; other devices run the net as it is. (On two CPU
@@ -153,19 +153,21 @@ def run(
     nd = prep.ndim_spatial
     spatial = prep.data.shape[1:]
     check_loss(cfg, masked=prep.known is not None)
+    own = cfg.loss in IMAGE_LOSSES  # SURE or R2R: the net denoises the image itself
     sure = cfg.loss == "sure"
-    sure_var = arrays.noise_variance(prep.data) if sure else None  # also the stop rule's
+    r2r = cfg.loss == "r2r"
+    sure_var = arrays.noise_variance(prep.data) if own else None  # also the stop rule's
     clip_ends = (False, False)
-    if sure and cfg.sure_clipping == "impute":
+    if own and cfg.sure_clipping == "impute":
         clip_ends = arrays.clipped_ends(prep.data)
         if any(clip_ends):  # the plain estimate reads low on clipped data
             sure_var = arrays.clipped_noise_variance(prep.data)
     fallback_note = None
-    if sure and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
+    if own and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
         fallback_note = sure_fallback_note(
             f"noise std {np.sqrt(sure_var):.3g} of the data range is above "
             f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable")
-    elif sure and cfg.sure_max_trend > 0:
+    elif own and cfg.sure_max_trend > 0:
         trend = arrays.noise_trend(prep.data, prep.known)
         if trend > cfg.sure_max_trend:
             fallback_note = sure_fallback_note(
@@ -174,7 +176,7 @@ def run(
                 f"assumes one variance; for photon counts see noise_model='poisson-gaussian'")
     if fallback_note is not None:
         cfg = sure_fallback(cfg)
-        sure = False
+        own = sure = r2r = False
     levels = axis_levels(spatial, cfg.scales)
     pads = arrays.pad_amounts(spatial, levels)
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
@@ -214,12 +216,12 @@ def run(
             compile_note = len(info.notes)
             info.notes.append(f"compile: {backend}")
     cpu_gen = torch.Generator().manual_seed(seed)
-    if sure and any(clip_ends):  # SURE's data: as if never clipped (see sure_clipping)
+    if own and any(clip_ends):  # SURE's data: as if never clipped (see sure_clipping)
         filled = arrays.impute_clipped(prep.data, float(np.sqrt(sure_var)), low=clip_ends[0],
                                        high=clip_ends[1], seed=seed + 7)
         padded = arrays.pad_array(filled, pads, cfg.padding)
     target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
-    if sure:  # every member gets the image
+    if own:  # every member gets the image
         z = target.repeat(1, cfg.members, *([1] * nd))
     else:
         z = make_input(cfg, padded.shape[1:], generator=cpu_gen, device=device)
@@ -235,26 +237,36 @@ def run(
     moments = RunningMoments() if sgld else None
     stopper = None
     discrepancy = None
-    rule = cfg.stop_rule if cfg.auto_stop and not sgld and not sure else None
+    rule = cfg.stop_rule if cfg.auto_stop and not sgld and not own else None
+    watch = None
     if fallback_note is not None:
         info.notes.append(fallback_note)
     if sure:
         info.notes.append(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
+    if r2r:
+        watch = DivergenceWatch()
+        info.notes.append(
+            f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
+            f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
+            f"estimate is the net's output for the image, averaged over the last "
+            f"{watch.keep} snapshots; stops where the net's divergence at the image turns "
+            f"negative")
+    if own:
         if any(clip_ends):
             ends = " and ".join(e for e, f in zip(("minimum", "maximum"), clip_ends) if f)
             lo_hi = [prep.data <= prep.data.min(), prep.data >= prep.data.max()]
             share = np.mean(np.any([c for c, f in zip(lo_hi, clip_ends) if f], axis=0))
             info.notes.append(
-                f"loss: SURE: {share * 100:.1f} % of the values sit at the data's {ends} "
+                f"loss: {cfg.loss.upper()}: {share * 100:.1f} % of the values sit at the data's {ends} "
                 f"(clipped); they are replaced by noise draws beyond the clip around a local "
                 f"estimate, and the noise std read away from the clipped ends "
                 f"(sure_clipping='impute')")
         if sure_var <= MIN_NOISE_VARIANCE:
-            info.notes.append("loss: no noise measurable in the image, so SURE is the plain "
-                              "fit of the image and returns it about unchanged")
-        if use_bf16:
+            info.notes.append(f"loss: no noise measurable in the image, so {cfg.loss.upper()} "
+                              f"is the plain fit of the image and returns it about unchanged")
+        if use_bf16 and sure:
             use_bf16 = False
             info.notes.append("precision: float32 (SURE's divergence term is a small "
                               "difference of two outputs, which bfloat16 would drown)")
@@ -298,14 +310,23 @@ def run(
     step = 0
     stop_reason = None
 
+    # R2R: the net's input y + alpha s z and its target y - s z / alpha, z the step's noise;
+    # the loss, less the target's extra variance, estimates the MSE to the clean image
+    r2r_in = float(cfg.r2r_alpha * np.sqrt(sure_var)) if r2r else 0.0
+    r2r_out = float(np.sqrt(sure_var) / cfg.r2r_alpha) if r2r else 0.0
+    r2r_offset = float(sure_var * (1.0 + 1.0 / cfg.r2r_alpha ** 2)) if r2r else 0.0
+
     def core_step() -> None:
         """One optimisation step on static tensors only (so it can be graph-captured)."""
-        if cfg.jitter > 0 or sure:
+        if cfg.jitter > 0 or own:
             if noise.device.type == gen.device.type:
                 noise.normal_(generator=gen)
             else:
                 noise.copy_(torch.randn(noise.shape, generator=gen))
-        z_in = z + noise * cfg.jitter if cfg.jitter > 0 and not sure else z
+        if r2r:
+            z_in = z + noise * r2r_in
+        else:
+            z_in = z + noise * cfg.jitter if cfg.jitter > 0 and not sure else z
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,
                             cache_enabled=False):
             out = forward(z_in)
@@ -316,8 +337,10 @@ def run(
             out = out.unflatten(1, (members, -1))[0]
             if sure:
                 moved = moved.unflatten(1, (members, -1))[0]
-                probe = noise.unflatten(1, (members, -1))[0]
+            probe = noise.unflatten(1, (members, -1))[0]
         diff = out - target
+        if r2r:  # the target's own noise: -s z / alpha
+            diff = diff + probe * r2r_out
         # the sum of the members' mean squared errors (each member fits on its own)
         if weight is not None:
             loss = (diff.square() * weight).sum() / denom
@@ -332,7 +355,7 @@ def run(
             div = change.sum() / (SURE_STEP * (denom if weight is not None else
                                                 float(target.numel())))
             loss = loss + (2.0 * div - members) * sure_var
-        loss_now.copy_(loss.detach() / members)
+        loss_now.copy_(loss.detach() / members - r2r_offset)
         if backtrack is not None:
             backtrack.check(loss)
         opt.backward(loss)
@@ -379,6 +402,8 @@ def run(
         elif stopper is not None:
             best = int(stopper.best_step.item())
             best = best + 1 if best >= 0 else None
+        elif watch is not None and watch.steps:
+            best = watch.steps[-1]
         return Snapshot(
             step=step,
             loss=float(loss_hist[-1]) if len(loss_hist) else float("nan"),
@@ -389,7 +414,23 @@ def run(
             samples=moments.count if sgld else 0, losses=loss_hist, info=info,
         )
 
+    def r2r_check() -> bool:
+        """Keep the net's output for the image (R2R's estimate) and measure the net's
+        divergence there; True where it has turned negative (see DivergenceWatch). Runs the
+        net as it is (not compiled, not captured), in float32 and without gradients."""
+        with torch.no_grad():
+            est = net(z).float()
+            probe = torch.randn(z.shape, generator=cpu_gen).to(device)
+            moved = net(z + probe * SURE_STEP).float()
+            change = (probe * (moved - est))[0][crop]
+            div = float(change.sum()) / (SURE_STEP * change.numel())
+        if members > 1:
+            est = est.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
+        return watch.check(step, est[0], div)
+
     def current_estimate(out: torch.Tensor) -> torch.Tensor:
+        if watch is not None and watch.recent:
+            return watch.estimate[None]
         if sgld and moments.count > 0:
             return moments.mean
         return ema if ema is not None else out
@@ -441,6 +482,11 @@ def run(
                 discrepancy.update(i, current_estimate(o)[0])
             step = i + 1
             if step % cfg.snapshot_every == 0 and step < cfg.steps:
+                if watch is not None and r2r_check():
+                    stop_reason = (f"stopped: the net's divergence at the image turned "
+                                   f"negative at step {step} (it began to learn the "
+                                   f"recorruption); {watch.describe()}")
+                    break
                 if discrepancy is not None:
                     found = int(discrepancy.step.item())
                     if found >= 0:
@@ -471,6 +517,14 @@ def run(
                 stop_reason = (f"reached the maximum of {cfg.steps} steps before the estimate "
                                f"fit the image to the noise level (discrepancy rule); last "
                                f"estimate")
+        elif watch is not None:
+            if stop_reason is None:
+                turned = r2r_check()  # the last step's output too
+                stop_reason = (f"reached the maximum of {cfg.steps} steps; "
+                               f"{watch.describe()}" + (
+                                   " (the divergence at the image had turned negative at the "
+                                   "last step)" if turned else ""))
+            final = watch.estimate[None]
         elif stopper is not None:
             best = int(stopper.best_step.item())
             if best >= 0:
@@ -491,7 +545,7 @@ def run(
         yield snapshot(True, final, stop_reason)
     finally:
         del net, forward, compiled, opt, z, target, weight, ema, moments, members_now, stopper
-        del discrepancy, backtrack, graph, out_now
+        del discrepancy, backtrack, graph, out_now, watch
         release(device)
         torch.backends.cudnn.benchmark = cudnn_benchmark
 

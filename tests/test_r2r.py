@@ -1,0 +1,145 @@
+"""DIP with the R2R loss (recorrupted-to-recorrupted): the noisy image as the net's input, a
+fit of one re-noised copy of it to another, and a stop where the net's divergence at the
+image turns negative."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dip import make_config, restore
+from napari_dip.core.config import sure_fallback
+from napari_dip.core.stopping import DivergenceWatch
+from napari_dip.core.tiling import estimate_memory
+
+KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
+
+
+@pytest.fixture
+def noisy_crop(camera_crop):
+    noisy = camera_crop + np.random.default_rng(0).normal(0, 25 / 255, camera_crop.shape)
+    return noisy.astype(np.float32)
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b) ** 2))
+
+
+def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
+    cfg = make_config("dip", "fast")
+    assert cfg.loss == "r2r" and cfg.r2r_alpha == 0.5 and cfg.steps == 600
+    res = restore(noisy_crop, steps=80, reference=camera_crop, **KW)
+    assert res.info.config.loss == "r2r"
+    notes = " ".join(res.info.notes)
+    assert "loss: R2R" in notes and "divergence" in notes
+    assert not any(n.startswith("stop rule") for n in res.info.notes)
+    assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
+    # the estimate: the mean of the net's outputs for the image at the last four checks
+    assert "mean of the net's outputs for the image at steps 50, 60, 70, 80" in res.stop_reason
+    assert res.best_step == 80
+    # the same steps with SURE cost about twice the passes; both land close
+    sure = restore(noisy_crop, steps=80, loss="sure", reference=camera_crop, **KW)
+    assert abs(res.psnr - sure.psnr) < 1.5
+
+
+def test_r2r_loss_estimates_the_error_to_the_clean_image(noisy_crop, camera_crop):
+    res = restore(noisy_crop, steps=120, reference=camera_crop, **KW)
+    lo, hi = float(noisy_crop.min()), float(noisy_crop.max())
+    true_mse = np.mean(((res.image - camera_crop) / (hi - lo)) ** 2)
+    sigma2 = (25 / 255 / (hi - lo)) ** 2
+    estimate = float(np.mean(res.losses[-60:]))
+    # the raw fit is about 5 sigma^2 above the error (the target's noise, alpha 0.5); less
+    # that, it is the error of the output for the recorrupted input, above the estimate's
+    assert abs(estimate) < sigma2
+    assert 0.5 * true_mse < estimate < 4 * true_mse
+
+
+def test_r2r_runs_repeat_bit_for_bit_and_with_members(noisy_crop):
+    a = restore(noisy_crop, steps=20, **KW)
+    b = restore(noisy_crop, steps=20, **KW)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.losses, b.losses)
+    two = restore(noisy_crop, steps=20, members=2, **KW)
+    assert two.image.shape == a.image.shape and not np.array_equal(two.image, a.image)
+    assert np.isfinite(two.losses).all()
+
+
+def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergence():
+    watch = DivergenceWatch()
+    assert watch.keep == 4
+    # the first check keeps its estimate whatever its divergence (there is nothing else)
+    assert not watch.check(10, torch.full((1, 2, 2), 1.0), -0.1)
+    assert watch.describe() == "the net's output for the image at step 10"
+    for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
+        assert not watch.check(step, torch.full((1, 2, 2), value), div)
+    assert watch.steps == [20, 30, 40, 50]
+    # the mean of those from half the latest step on: 30, 40 and 50
+    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.0))
+    assert watch.describe().endswith("at steps 30, 40, 50")
+    assert not watch.check(60, torch.full((1, 2, 2), 6.0), 0.01)
+    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.5))  # 30 to 60
+    assert watch.check(70, torch.full((1, 2, 2), 9.0), 0.0)  # not positive: stop
+    assert watch.steps == [30, 40, 50, 60] and float(watch.estimate.mean()) == 4.5
+    assert [s for s, _ in watch.history] == [10, 20, 30, 40, 50, 60, 70]
+
+
+def test_a_net_that_learns_the_recorruption_is_stopped():
+    """A smooth image with little to learn: with a constant, large lr the net soon fits
+    the recorruption (its divergence at the image turns negative) and the run stops there,
+    keeping the estimates from before."""
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    clean = (0.3 + 0.4 * xx * yy).astype(np.float32)
+    noisy = clean + np.random.default_rng(1).normal(0, 0.1, clean.shape).astype(np.float32)
+    res = restore(noisy, steps=400, lr=0.01, lr_final=1.0, reference=clean, **KW)
+    assert res.stop_reason.startswith("stopped: the net's divergence at the image turned "
+                                      "negative"), res.stop_reason
+    assert res.steps < 400 and res.best_step == res.steps - KW["snapshot_every"]
+    assert res.psnr > _psnr(noisy, clean) + 3
+
+
+def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):
+    mask = np.zeros(camera_crop.shape, bool)
+    mask[20:30, 20:30] = True
+    with pytest.raises(ValueError, match=r"loss: 'r2r' .* mask"):
+        restore(camera_crop, mask=mask, steps=5, loss="r2r", **KW)
+    res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=5, **KW)
+    assert res.info.config.loss == "mse"  # a mask: the papers' loss
+    for bad in (0.0, -1.0, 11.0):
+        with pytest.raises(ValueError, match="r2r_alpha"):
+            make_config("dip", "fast", r2r_alpha=bad)
+    with pytest.raises(ValueError, match="loss: method 'sgld'"):
+        make_config("sgld", "fast", loss="r2r")
+
+
+def test_presets_memory_and_fallback():
+    r2r = make_config("dip", "fast")
+    sure = make_config("dip", "fast", loss="sure")
+    # one forward pass kept for the backward where SURE keeps two
+    assert estimate_memory(r2r, (256, 256), 1) < 0.7 * estimate_memory(sure, (256, 256), 1)
+    # the balanced preset keeps SURE; R2R there when asked for, with four nets
+    assert make_config("dip", "balanced").loss == "sure"
+    balanced = make_config("dip", "balanced", loss="r2r")
+    assert balanced.members == 4 and balanced.steps == r2r.steps
+    # the fallback drops R2R's own settings but keeps what was chosen on top of them
+    fallback = sure_fallback(make_config("dip", "fast", steps=50, r2r_alpha=0.7))
+    assert fallback.loss == "mse" and fallback.steps == 50
+    assert fallback.width == make_config("dip", "fast", masked=True).width
+    assert sure_fallback(r2r).steps == make_config("dip", "fast", masked=True).steps
+
+
+def test_shot_noise_and_clipping_checks_hold_for_r2r(camera_crop):
+    rng = np.random.default_rng(0)
+    counts = 100 + 2.0 * rng.poisson(100 * camera_crop) + rng.normal(0, 3, camera_crop.shape)
+    res = restore(counts.astype(np.float32), steps=10, **KW)
+    assert res.info.config.loss == "mse"
+    assert any("noise variance grows with the signal" in n for n in res.info.notes)
+    clipped = np.clip(camera_crop + rng.normal(0, 0.2, camera_crop.shape), 0, 1)
+    res = restore(clipped.astype(np.float32), steps=5, **KW)
+    notes = " ".join(res.info.notes)
+    assert "loss: R2R: " in notes and "(clipped)" in notes
+
+
+def test_r2r_in_tiles(noisy_crop, camera_crop):
+    tiled = restore(noisy_crop, steps=40, tile_size=32, tile_overlap=8, reference=camera_crop,
+                    **KW)
+    assert tiled.info.tiles is not None and tiled.info.tiles["tiles"] > 1
+    assert tiled.image.shape == noisy_crop.shape
+    assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 2

@@ -1,9 +1,11 @@
-"""Net width for colour images: single SURE nets of the fast preset at several widths on
-bench_quality.py's colour images (same preparation: centre square, resized, unclipped
-Gaussian noise with seed 0), against CBM3D from PyPI's ``bm3d``.
+"""Net width and loss for colour images: single nets of the fast preset at several widths
+and with its SURE and R2R settings, on bench_quality.py's colour images (same preparation:
+centre square, resized, unclipped Gaussian noise with seed 0), against CBM3D from PyPI's
+``bm3d``.
 
     python benchmarks/bench_colour_width.py --size 256 --sigma 25 \\
         --images astronaut,coffee,chelsea,rocket --widths 16,32
+    python benchmarks/bench_colour_width.py --widths 16 --losses sure,r2r
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--sigma", type=float, default=25.0, help="noise std in /255 (25)")
     ap.add_argument("--widths", default="16,32")
+    ap.add_argument("--losses", default="sure", help="comma list of sure, r2r (sure)")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -37,6 +40,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     sigma = args.sigma / 255.0
     rows = []
+    losses = args.losses.split(",")
+    # a column per loss and width: "w16" for SURE alone (as before), "r2r-w16", ...
+    columns = [(f"w{w}" if losses == ["sure"] else f"{loss}-w{w}", loss, w)
+               for loss in losses for w in args.widths.split(",")]
     for name in args.images.split(","):
         clean = load_image(name, args.size)
         noisy = add_noise(clean, sigma)
@@ -50,24 +57,24 @@ def main(argv=None) -> None:
             row["peer_seconds"] = round(time.perf_counter() - t, 1)
         except ImportError:
             row["peer"] = None
-        for w in args.widths.split(","):
+        for key, loss, w in columns:
             t = time.perf_counter()
             res = napari_dip.restore(noisy, preset=args.preset, seed=0, device=args.device,
                                      channel_axis=-1 if clean.ndim == 3 else None,
-                                     width=int(w))
-            row[f"w{w}"] = round(psnr(clean, np.clip(res.image, 0, 1)), 2)
-            row[f"w{w}_seconds"] = round(time.perf_counter() - t, 1)
+                                     width=int(w), loss=loss)
+            row[key] = round(psnr(clean, np.clip(res.image, 0, 1)), 2)
+            row[f"{key}_seconds"] = round(time.perf_counter() - t, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    widths = args.widths.split(",")
+    keys = [key for key, _, _ in columns]
     print(f"\n{args.size}x{args.size}, sigma {args.sigma:g}, preset {args.preset}, "
           f"{args.device}, torch {torch.__version__}; PSNR in dB (seconds)")
-    print(f"{'image':<10} {'peer':>6} " + " ".join(f"{'w' + w:>14}" for w in widths))
+    print(f"{'image':<10} {'peer':>6} " + " ".join(f"{k:>14}" for k in keys))
     for r in rows:
         peer = "-" if r["peer"] is None else f"{r['peer']:.2f}"
-        cells = " ".join(f"{r[f'w{w}']:>7.2f} ({r[f'w{w}_seconds']:>4.0f})" for w in widths)
+        cells = " ".join(f"{r[k]:>7.2f} ({r[f'{k}_seconds']:>4.0f})" for k in keys)
         print(f"{r['image']:<10} {peer:>6} {cells}")
-    means = " ".join(f"{np.mean([r[f'w{w}'] for r in rows]):>14.2f}" for w in widths)
+    means = " ".join(f"{np.mean([r[k] for r in rows]):>14.2f}" for k in keys)
     peers = [r["peer"] for r in rows if r["peer"] is not None]
     print(f"{'mean':<10} {np.mean(peers) if peers else float('nan'):>6.2f} {means}")
     if args.json:

@@ -75,6 +75,7 @@ CONFIGS = {
     # R2R variants: the recorruption's strength, a constant lr, no divergence stop
     "r2r-a0.3": ("fast", dict(r2r_alpha=0.3)),
     "r2r-const": ("fast", dict(lr_final=1.0)),
+    "r2r-nostop": ("fast", dict(auto_stop=False)),
     "r2r-w24-400": ("fast", dict(width=24, steps=400)),
 }
 

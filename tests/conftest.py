@@ -23,3 +23,10 @@ def camera_crop():
 
     img = data.camera()[180:244, 200:264].astype(np.float32) / 255.0
     return img
+
+
+@pytest.fixture
+def noisy_crop(camera_crop):
+    """camera_crop with Gaussian noise of sigma 25/255 (seed 0), not clipped."""
+    noisy = camera_crop + np.random.default_rng(0).normal(0, 25 / 255, camera_crop.shape)
+    return noisy.astype(np.float32)

@@ -14,12 +14,6 @@ from napari_dip.core.tiling import estimate_memory
 KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
 
 
-@pytest.fixture
-def noisy_crop(camera_crop):
-    noisy = camera_crop + np.random.default_rng(0).normal(0, 25 / 255, camera_crop.shape)
-    return noisy.astype(np.float32)
-
-
 def _psnr(a, b):
     return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b) ** 2))
 
@@ -78,7 +72,11 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.5))  # 30 to 60
     assert watch.check(70, torch.full((1, 2, 2), 9.0), 0.0)  # not positive: stop
     assert watch.steps == [30, 40, 50, 60] and float(watch.estimate.mean()) == 4.5
-    assert [s for s, _ in watch.history] == [10, 20, 30, 40, 50, 60, 70]
+    # without the stop it goes on keeping estimates
+    keeps = DivergenceWatch(stop=False)
+    for step in (10, 20, 30):
+        assert not keeps.check(step, torch.full((1, 2, 2), float(step)), -1.0)
+    assert keeps.steps == [10, 20, 30] and float(keeps.estimate.mean()) == 25.0
 
 
 def test_a_net_that_learns_the_recorruption_is_stopped():
@@ -93,6 +91,12 @@ def test_a_net_that_learns_the_recorruption_is_stopped():
                                       "negative"), res.stop_reason
     assert res.steps < 400 and res.best_step == res.steps - KW["snapshot_every"]
     assert res.psnr > _psnr(noisy, clean) + 3
+    # auto_stop off: the same fit runs all its steps, and ends worse than where it stopped
+    full = restore(noisy, steps=400, lr=0.01, lr_final=1.0, auto_stop=False, reference=clean,
+                   **KW)
+    assert full.steps == 400 and full.stop_reason.startswith("reached the maximum")
+    assert any("runs its 400 steps (auto_stop off)" in n for n in full.info.notes)
+    assert full.psnr < res.psnr
 
 
 def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):

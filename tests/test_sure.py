@@ -13,12 +13,6 @@ FAST = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
 KW = dict(FAST, loss="sure")  # the fast preset's SURE settings
 
 
-@pytest.fixture
-def noisy_crop(camera_crop):
-    noisy = camera_crop + np.random.default_rng(0).normal(0, 25 / 255, camera_crop.shape)
-    return noisy.astype(np.float32)
-
-
 def _psnr(a, b):
     return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b) ** 2))
 

@@ -118,7 +118,7 @@ def test_widget_defaults_follow_selection_and_method(viewer, dock):
     dock.method.value = "dip"
     assert dock.auto_stop.value  # the user's choice is back
     # the stop rule is for the squared error; SURE and R2R decide for themselves
-    assert dock.auto_stop.enabled == (dock.data_term.value == "mse")
+    assert dock.auto_stop.enabled == (dock.data_term.value in ("mse", "r2r"))
     dock.data_term.value = "mse"
     assert dock.auto_stop.enabled
     rgb = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="rgb", rgb=True)
@@ -353,8 +353,8 @@ def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, doc
     dock.preset.value = "fast"
     assert dock.data_term.value == "r2r" and dock.data_term.enabled
     assert dock.steps.value == make_config("dip", "fast").steps
-    assert not dock.auto_stop.enabled  # R2R has its own stop
-    assert "R2R" in dock.auto_stop.native.toolTip()
+    assert dock.auto_stop.enabled  # R2R's divergence stop
+    assert "divergence" in dock.auto_stop.native.toolTip()
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
     assert dock.data_term.value == "mse" and dock.auto_stop.enabled

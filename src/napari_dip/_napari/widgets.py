@@ -453,18 +453,18 @@ class DIPWidget(Container):
         self._update_auto_stop()
 
     def _update_auto_stop(self, *_: Any) -> None:
-        """The stop rule is for DIP with the squared error: SGLD's mean and SURE's fit do
-        not overfit, so they run their steps."""
+        """The stop rule is for DIP with the squared error or R2R: SGLD's mean and SURE's
+        fit do not overfit, so they run their steps."""
         sgld = self.method.value == "sgld"
         sure = not sgld and self.data_term.value == "sure"
         r2r = not sgld and self.data_term.value == "r2r"
-        self.auto_stop.enabled = not (sgld or sure or r2r)
+        self.auto_stop.enabled = not (sgld or sure)
         self.auto_stop.native.setToolTip(
             "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
             "The SURE data term does not fit the noise: the run goes through its steps." if
             sure else
-            "The R2R data term stops by itself where the net begins to learn its "
-            "recorruption." if r2r else
+            "Stop where the network's divergence at the image turns negative (it begins to "
+            "learn R2R's re-noising) and keep the estimate from before." if r2r else
             "Stop once the estimate explains the image down to its noise level (or, with a "
             "mask, when the output stops improving) and keep that estimate.")
 

@@ -246,22 +246,23 @@ def run(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
     if r2r:
-        watch = DivergenceWatch()
+        watch = DivergenceWatch(stop=cfg.auto_stop)
         info.notes.append(
             f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is the net's output for the image, averaged over the last "
-            f"{watch.keep} snapshots; stops where the net's divergence at the image turns "
-            f"negative")
+            f"{watch.keep} snapshots; " + (
+                "stops where the net's divergence at the image turns negative"
+                if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
     if own:
         if any(clip_ends):
             ends = " and ".join(e for e, f in zip(("minimum", "maximum"), clip_ends) if f)
             lo_hi = [prep.data <= prep.data.min(), prep.data >= prep.data.max()]
             share = np.mean(np.any([c for c, f in zip(lo_hi, clip_ends) if f], axis=0))
             info.notes.append(
-                f"loss: {cfg.loss.upper()}: {share * 100:.1f} % of the values sit at the data's {ends} "
-                f"(clipped); they are replaced by noise draws beyond the clip around a local "
-                f"estimate, and the noise std read away from the clipped ends "
+                f"loss: {cfg.loss.upper()}: {share * 100:.1f} % of the values sit at the "
+                f"data's {ends} (clipped); they are replaced by noise draws beyond the clip "
+                f"around a local estimate, and the noise std read away from the clipped ends "
                 f"(sure_clipping='impute')")
         if sure_var <= MIN_NOISE_VARIANCE:
             info.notes.append(f"loss: no noise measurable in the image, so {cfg.loss.upper()} "

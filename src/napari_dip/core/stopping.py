@@ -110,25 +110,29 @@ class Discrepancy:
         self.estimate.copy_(torch.where(first, est, self.estimate))
 
 
+# How many recent estimates of an R2R fit DivergenceWatch keeps (and averages).
+DIVERGENCE_KEEP = 4
+
+
 class DivergenceWatch:
-    """Keeps the last ``keep`` estimates of an R2R fit (the net's output for the image) and
-    says when to stop: at the first check at which the net's divergence at the image
-    (per value, a Monte-Carlo estimate) is not positive. The estimate is the mean of the
-    kept ones from at least half the latest one's step on, which smooths the step-to-step jitter of the fit (on six 256x256 images at
-    sigma 25, the mean of four outputs 25 steps apart was 0.03-0.14 dB above the last).
+    """Keeps the last ``keep`` estimates of an R2R fit (the net's output for the image) and,
+    with ``stop``, says when to stop: at the first check at which the net's divergence at
+    the image (per value, a Monte-Carlo estimate) is not positive. The estimate is the mean
+    of the kept ones from at least half the latest one's step on, which smooths the
+    step-to-step jitter of the fit (in an exploratory run on six 256x256 images at sigma
+    25, the mean of four outputs 25 steps apart was 0.03-0.14 dB above the last).
     """
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True) -> None:
         self.keep = keep
+        self.stop = stop
         self.recent: list[torch.Tensor] = []
         self.steps: list[int] = []
-        self.history: list[tuple[int, float]] = []  # (step, divergence) of every check
 
     def check(self, step: int, estimate: torch.Tensor, divergence: float) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
         this step is then left out)."""
-        self.history.append((step, float(divergence)))
-        if divergence <= 0 and self.recent:
+        if self.stop and divergence <= 0 and self.recent:
             return True
         self.recent.append(estimate)
         self.steps.append(step)

@@ -25,7 +25,7 @@ from . import arrays, engine
 from .config import DIPConfig, SGLDConfig, net_config
 from .device import is_out_of_memory, release
 from .nets import SkipNet, axis_levels
-from .stopping import DivergenceWatch
+from .stopping import DIVERGENCE_KEEP
 
 # Bytes per pixel that one training step keeps alive (activations, their gradients,
 # temporaries): ACTIVATION_BYTES per channel of net width plus ACTIVATION_BASE, fitted to
@@ -190,7 +190,7 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     # rule's window of outputs (R2R: its recent estimates), and the input code with its jitter
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
     if cfg.loss == "r2r":  # the estimates the divergence watch averages
-        images += DivergenceWatch().keep
+        images += DIVERGENCE_KEEP
     buffers = 4.0 * pixels * (channels * (images + cfg.members)
                               + 2 * net_cfg.input_channels * cfg.members)
     return int(MARGIN * (act + buffers + PARAMETER_BYTES * params))

@@ -77,6 +77,13 @@ CONFIGS = {
     "r2r-const": ("fast", dict(lr_final=1.0)),
     "r2r-nostop": ("fast", dict(auto_stop=False)),
     "r2r-w24-400": ("fast", dict(width=24, steps=400)),
+    # R2R on more compute, for a GPU: four nets averaged (the balanced preset's R2R version
+    # for grey images), and wider nets, whose SURE fits broke down (divergence stop on)
+    "r2r-m4": ("fast", dict(members=4)),
+    "r2r-w32": ("fast", dict(width=32, lr=0.002)),
+    "r2r-w64": ("fast", dict(width=64, scales=5, lr=0.002)),
+    "r2r-w128": ("fast", dict(width=128, scales=5, lr=0.001)),
+    "r2r-w64-m4": ("fast", dict(width=64, scales=5, lr=0.002, members=4)),
 }
 
 

@@ -118,10 +118,10 @@ def test_presets_memory_and_fallback():
     sure = make_config("dip", "fast", loss="sure")
     # one forward pass kept for the backward where SURE keeps two
     assert estimate_memory(r2r, (256, 256), 1) < 0.7 * estimate_memory(sure, (256, 256), 1)
-    # the balanced preset keeps SURE; R2R there when asked for, with four nets
-    assert make_config("dip", "balanced").loss == "sure"
-    balanced = make_config("dip", "balanced", loss="r2r")
-    assert balanced.members == 4 and balanced.steps == r2r.steps
+    # the balanced preset: four R2R nets, SURE's settings where SURE is asked for
+    balanced = make_config("dip", "balanced")
+    assert balanced.loss == "r2r" and balanced.members == 4 and balanced.steps == r2r.steps
+    assert make_config("dip", "balanced", loss="sure").steps == sure.steps
     # the fallback drops R2R's own settings but keeps what was chosen on top of them
     fallback = sure_fallback(make_config("dip", "fast", steps=50, r2r_alpha=0.7))
     assert fallback.loss == "mse" and fallback.steps == 50

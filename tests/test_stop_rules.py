@@ -8,7 +8,7 @@ from napari_dip import restore
 from napari_dip.core import arrays
 from napari_dip.core.stopping import Discrepancy
 
-# the papers' loss (the fast preset denoises with SURE, which needs no stop rule)
+# the papers' loss (the fast and balanced presets denoise with R2R, which has its own stop)
 KW = dict(preset="fast", loss="mse", width=16, scales=3, seed=0, device="cpu",
           snapshot_every=10)
 

@@ -80,16 +80,21 @@ def test_presets_and_validation():
     assert make_config("dip", "fast", loss="SURE").loss == "sure"
 
 
-def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
-    """The default preset: the fast preset's SURE nets, four of them averaged, where there
-    is no mask; with a mask its own net and the papers' loss; above the noise limit the
-    fast preset's squared-error settings with the four nets kept."""
+def test_balanced_preset_averages_four_nets(noisy_crop, camera_crop):
+    """The default preset: the fast preset's R2R nets (or, asked for, its SURE nets), four
+    of them averaged, where there is no mask; with a mask its own net and the papers'
+    loss; above the noise limit the fast preset's squared-error settings with the four
+    nets kept."""
     cfg = make_config("dip", "balanced")
-    fast = make_config("dip", "fast", loss="sure")
-    assert cfg.loss == "sure" and cfg.members == 4
-    for name in ("loss", "width", "scales", "lr", "lr_final", "steps", "ema", "jitter",
-                 "backtrack_db", "sure_max_noise", "sure_max_trend", "snapshot_every"):
-        assert getattr(cfg, name) == getattr(fast, name), name
+    assert cfg.loss == "r2r" and cfg.members == 4
+    for loss in ("r2r", "sure"):
+        mine = make_config("dip", "balanced", loss=loss)
+        fast = make_config("dip", "fast", loss=loss)
+        assert mine.loss == loss and mine.members == 4 and fast.members == 1
+        for name in ("loss", "width", "scales", "lr", "lr_final", "steps", "ema", "jitter",
+                     "backtrack_db", "sure_max_noise", "sure_max_trend", "snapshot_every",
+                     "r2r_alpha"):
+            assert getattr(mine, name) == getattr(fast, name), (loss, name)
     masked = make_config("dip", "balanced", masked=True)
     assert masked.loss == "mse" and masked.members == 1
     assert masked.width == PRESET_OVERRIDES["balanced"]["dip"].get("width", 128)
@@ -99,8 +104,8 @@ def test_balanced_preset_averages_four_sure_nets(noisy_crop, camera_crop):
     assert fallback.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
     res = restore(noisy_crop, preset="balanced", steps=30, seed=0, device="cpu",
                   reference=camera_crop)
-    assert res.info.config.members == 4 and res.info.config.loss == "sure"
-    one = restore(noisy_crop, preset="fast", loss="sure", steps=30, seed=0, device="cpu",
+    assert res.info.config.members == 4 and res.info.config.loss == "r2r"
+    one = restore(noisy_crop, preset="fast", steps=30, seed=0, device="cpu",
                   reference=camera_crop)
     # the average of four nets is not one net's estimate
     assert not np.allclose(res.image, one.image)

@@ -362,9 +362,9 @@ def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, doc
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None
     assert dock.data_term.value == "r2r"
-    # the default preset averages four SURE nets without a mask, one net with a mask
+    # the default preset averages four R2R nets without a mask, one net with a mask
     dock.preset.value = "balanced"
-    assert dock.data_term.value == "sure" and dock.members.value == 4
+    assert dock.data_term.value == "r2r" and dock.members.value == 4
     assert "members" not in dock.run_options()  # the preset's own value
     dock.mask_layer.value = labels
     assert dock.data_term.value == "mse" and dock.members.value == 1

@@ -283,11 +283,11 @@ class DIPWidget(Container):
                     "SURE: the network denoises the image itself and minimises an unbiased "
                     "estimate of its error to the clean image, so it cannot overfit the "
                     "noise and needs no stop rule; several times faster on a CPU. Images "
-                    "without a mask only. The balanced preset uses it where it can.\n"
+                    "without a mask only.\n"
                     "R2R: the network denoises the image itself, fitting a re-noised copy "
                     "of it to another whose noise is independent; half the time per step "
                     "of SURE, and it stops by itself. Images without a mask only. The fast "
-                    "preset uses it where it can.")
+                    "and balanced presets use it where they can.")
         self.noise_model = ComboBox(
             name="noise_model", label="noise", choices=NOISE_CHOICES, value="gaussian",
             tooltip="Poisson-Gaussian: for photon-counting data (fluorescence, low light); "

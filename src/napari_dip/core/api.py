@@ -140,9 +140,9 @@ def iterate(
     preset : {"fast", "balanced", "quality"}
         "quality" is the papers' configuration; the others are lighter and faster. DIP
         with "fast" or "balanced" denoises an image without a mask with the noisy image
-        as the net's input: "fast" with the R2R loss (``loss="r2r"``, which stops by
-        itself), "balanced" with the SURE loss (``loss="sure"``, no stop rule needed;
-        four such nets averaged); both fill a mask with the papers' loss.
+        as the net's input and the R2R loss (``loss="r2r"``, which stops by itself):
+        "fast" with one net, "balanced" with four averaged (``loss="sure"`` for the SURE
+        loss); both fill a mask with the papers' loss.
     steps : int, optional
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional

@@ -351,8 +351,16 @@ R2R_OVERRIDES: dict[str, dict[str, Any]] = {
     "balanced": dict(_R2R_FAST, members=4, colour_width=32),
 }
 # The loss each preset denoises an image without a mask with, unless another is asked for.
-# "balanced" keeps SURE, whose four-net ensemble was measured on a GPU; R2R's has not been.
-DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "sure"}
+# "balanced" averages four R2R nets (16 wide, 32 for colour). On an NVIDIA H200, the quality
+# benchmark's 256x256 images (seven of its eight; benchmarks/RESULTS.md): 0.23 dB below
+# BM3D / CBM3D at sigma 25 and 0.02 above at sigma 50, where four SURE nets came 0.51 and
+# 0.36 below, in about 3.5 s per image; 512x512 RGB (width 32): 31.04 dB in 8.8 s, 2.1 GiB,
+# against 30.42 dB, 8.6 s and 4.6 GiB for the SURE nets. On two CPU cores a step of the
+# four R2R nets costs half a step of the four SURE nets (0.64 against 1.33 s), so the run
+# takes as long as before. Four nets 32 wide on grey images too came closer still on a GPU
+# (six grey images at sigma 25: 0.09 dB below BM3D against 0.27 for width 16; `width=32`)
+# but cost 2.8 times as much on the CPU.
+DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 _IMAGE_OVERRIDES = {"sure": SURE_OVERRIDES, "r2r": R2R_OVERRIDES}
 
 
@@ -435,10 +443,10 @@ def make_config(
         Shortcuts for the fields of the same name.
     masked : bool
         Whether the image to restore has missing pixels (a mask). Without one, DIP with
-        the "fast" preset denoises with the R2R loss (``R2R_OVERRIDES``) and with the
-        "balanced" preset with the SURE loss (``SURE_OVERRIDES``; ``DENOISE_LOSS``), each
-        with its own settings for the other where that one is asked for, unless
-        ``loss="mse"`` is asked for; with one, it fits the known pixels (``loss="mse"``).
+        the "fast" and "balanced" presets denoise with the R2R loss (``R2R_OVERRIDES``;
+        ``DENOISE_LOSS``), or with the SURE loss and its own settings
+        (``SURE_OVERRIDES``) where ``loss="sure"`` is asked for, unless ``loss="mse"`` is
+        asked for; with one, it fits the known pixels (``loss="mse"``).
     **options
         Any other field of :class:`DIPConfig` / :class:`SGLDConfig`.
     """

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dip import make_config, restore
+from napari_dip import iterate, make_config, restore
 from napari_dip.core.config import sure_fallback
 from napari_dip.core.stopping import DivergenceWatch
 from napari_dip.core.tiling import estimate_memory
@@ -33,6 +33,11 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     # the same steps with SURE cost about twice the passes; both land close
     sure = restore(noisy_crop, steps=80, loss="sure", reference=camera_crop, **KW)
     assert abs(res.psnr - sure.psnr) < 1.5
+    # every snapshot reports the divergence that the stop watches; other losses report none
+    divs = [s.divergence for s in iterate(noisy_crop, steps=30, **KW)]
+    assert len(divs) == 3 and all(np.isfinite(d) and d != 0 for d in divs)
+    assert len(set(divs)) == 3
+    assert all(s.divergence is None for s in iterate(noisy_crop, steps=20, loss="sure", **KW))
 
 
 def test_r2r_loss_estimates_the_error_to_the_clean_image(noisy_crop, camera_crop):
@@ -70,7 +75,9 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     assert watch.describe().endswith("at steps 30, 40, 50")
     assert not watch.check(60, torch.full((1, 2, 2), 6.0), 0.01)
     assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.5))  # 30 to 60
+    assert watch.last == 0.01
     assert watch.check(70, torch.full((1, 2, 2), 9.0), 0.0)  # not positive: stop
+    assert watch.last == 0.0
     assert watch.steps == [30, 40, 50, 60] and float(watch.estimate.mean()) == 4.5
     # without the stop it goes on keeping estimates
     keeps = DivergenceWatch(stop=False)

@@ -104,6 +104,9 @@ class Snapshot:
     tile, tiles : int
         For an image restored in tiles: the (0-based) tile in progress and their number;
         ``step`` and ``max_steps`` then count the steps of all tiles.
+    divergence : float or None
+        ``loss="r2r"``: the net's divergence at the image per value, measured at this
+        snapshot (one Monte-Carlo probe), which the run's stop watches; None otherwise.
     """
 
     step: int
@@ -121,6 +124,7 @@ class Snapshot:
     info: RunInfo = field(repr=False)
     tile: int = 0
     tiles: int = 1
+    divergence: float | None = None
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -413,6 +417,7 @@ def run(
             stop_reason=reason, done=final, elapsed=time.perf_counter() - t0,
             max_steps=cfg.steps, best_step=best,
             samples=moments.count if sgld else 0, losses=loss_hist, info=info,
+            divergence=None if watch is None else watch.last,
         )
 
     def r2r_check() -> bool:

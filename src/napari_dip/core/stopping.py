@@ -128,10 +128,12 @@ class DivergenceWatch:
         self.stop = stop
         self.recent: list[torch.Tensor] = []
         self.steps: list[int] = []
+        self.last: float | None = None  # the latest check's divergence
 
     def check(self, step: int, estimate: torch.Tensor, divergence: float) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
         this step is then left out)."""
+        self.last = float(divergence)
         if self.stop and divergence <= 0 and self.recent:
             return True
         self.recent.append(estimate)

@@ -85,6 +85,8 @@ CONFIGS = {
     "r2r-w128": ("fast", dict(width=128, scales=5, lr=0.001)),
     "r2r-w64-m4": ("fast", dict(width=64, scales=5, lr=0.002, members=4)),
     "r2r-w32-m4": ("fast", dict(width=32, lr=0.002, members=4)),
+    # the estimate from the net's output for the image itself (before r2r_draws=2)
+    "r2r-image": ("fast", dict(r2r_draws=0)),
 }
 
 

@@ -27,8 +27,12 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     assert "loss: R2R" in notes and "divergence" in notes
     assert not any(n.startswith("stop rule") for n in res.info.notes)
     assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
-    # the estimate: the mean of the net's outputs for the image at the last four checks
-    assert "mean of the net's outputs for the image at steps 50, 60, 70, 80" in res.stop_reason
+    # the estimate: the mean of the net's outputs for two recorrupted copies of the image
+    # at each of the last four checks
+    assert cfg.r2r_draws == 2
+    assert ("mean of the net's outputs for 2 recorrupted copies of the image at steps 50, "
+            "60, 70, 80") in res.stop_reason
+    assert "the mean of its outputs for 2 recorrupted copies" in notes
     assert res.best_step == 80
     # the same steps with SURE cost about twice the passes; both land close
     sure = restore(noisy_crop, steps=80, loss="sure", reference=camera_crop, **KW)
@@ -67,6 +71,10 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     # the first check keeps its estimate whatever its divergence (there is nothing else)
     assert not watch.check(10, torch.full((1, 2, 2), 1.0), -0.1)
     assert watch.describe() == "the net's output for the image at step 10"
+    drawn = DivergenceWatch(draws=3)
+    drawn.check(10, torch.zeros(1, 2, 2), 0.5)
+    assert drawn.describe() == ("mean of the net's outputs for 3 recorrupted copies of the "
+                                "image at step 10")
     for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
         assert not watch.check(step, torch.full((1, 2, 2), value), div)
     assert watch.steps == [20, 30, 40, 50]
@@ -116,6 +124,25 @@ def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):
     for bad in (0.0, -1.0, 11.0):
         with pytest.raises(ValueError, match="r2r_alpha"):
             make_config("dip", "fast", r2r_alpha=bad)
+    with pytest.raises(ValueError, match=r"r2r_draws: expected an integer in \[0, 64\]"):
+        make_config("dip", "fast", r2r_draws=-1)
+    with pytest.raises(TypeError, match="r2r_draws: expected an integer"):
+        make_config("dip", "fast", r2r_draws=1.5)
+
+
+def test_the_estimate_from_recorrupted_copies_or_the_image(noisy_crop, camera_crop):
+    """r2r_draws=0 keeps the net's output for the image; the default averages its outputs
+    for two recorrupted copies: the same fit (the draws come from their own stream), a
+    different estimate, and one that is repeatable."""
+    runs = {d: restore(noisy_crop, steps=40, r2r_draws=d, reference=camera_crop, **KW)
+            for d in (0, 2)}
+    assert "the net's output for the image, averaged" in " ".join(runs[0].info.notes)
+    assert runs[0].stop_reason.endswith("the image at steps 20, 30, 40")
+    assert "for 2 recorrupted copies" in runs[2].stop_reason
+    assert not np.array_equal(runs[0].image, runs[2].image)
+    assert abs(runs[0].psnr - runs[2].psnr) < 1.0
+    again = restore(noisy_crop, steps=40, reference=camera_crop, **KW)
+    assert np.array_equal(again.image, runs[2].image)
     with pytest.raises(ValueError, match="loss: method 'sgld'"):
         make_config("sgld", "fast", loss="r2r")
 

@@ -250,12 +250,13 @@ def run(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
     if r2r:
-        watch = DivergenceWatch(stop=cfg.auto_stop)
+        watch = DivergenceWatch(stop=cfg.auto_stop, draws=cfg.r2r_draws)
+        what = (f"the mean of its outputs for {cfg.r2r_draws} recorrupted copies of the image"
+                if cfg.r2r_draws else "the net's output for the image")
         info.notes.append(
             f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
-            f"estimate is the net's output for the image, averaged over the last "
-            f"{watch.keep} snapshots; " + (
+            f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 "stops where the net's divergence at the image turns negative"
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
     if own:
@@ -421,8 +422,9 @@ def run(
         )
 
     def r2r_check() -> bool:
-        """Keep the net's output for the image (R2R's estimate) and measure the net's
-        divergence there; True where it has turned negative (see DivergenceWatch). Runs the
+        """Keep R2R's estimate (the mean of the net's outputs for ``r2r_draws`` recorrupted
+        copies of the image, or its output for the image) and measure the net's
+        divergence at the image; True where it has turned negative (see DivergenceWatch). Runs the
         net as it is (not compiled, not captured), in float32 and without gradients."""
         with torch.no_grad():
             est = net(z).float()
@@ -430,6 +432,12 @@ def run(
             moved = net(z + probe * SURE_STEP).float()
             change = (probe * (moved - est))[0][crop]
             div = float(change.sum()) / (SURE_STEP * change.numel())
+            if cfg.r2r_draws:  # the estimate: outputs for inputs like those of the fit
+                est = torch.zeros_like(est)
+                for _ in range(cfg.r2r_draws):
+                    draw = torch.randn(z.shape, generator=cpu_gen).to(device)
+                    est += net(z + draw * r2r_in).float()
+                est /= cfg.r2r_draws
         if members > 1:
             est = est.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
         return watch.check(step, est[0], div)

@@ -123,9 +123,10 @@ class DivergenceWatch:
     25, the mean of four outputs 25 steps apart was 0.03-0.14 dB above the last).
     """
 
-    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True) -> None:
+    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0) -> None:
         self.keep = keep
         self.stop = stop
+        self.draws = draws  # recorrupted copies per estimate (0: the image itself)
         self.recent: list[torch.Tensor] = []
         self.steps: list[int] = []
         self.last: float | None = None  # the latest check's divergence
@@ -152,6 +153,10 @@ class DivergenceWatch:
 
     def describe(self) -> str:
         used = [self.steps[i] for i in self._used()]
+        at = f"step {used[0]}" if len(used) == 1 else f"steps {', '.join(map(str, used))}"
+        if self.draws:
+            return (f"mean of the net's outputs for {self.draws} recorrupted copies of the "
+                    f"image at {at}")
         if len(used) == 1:
-            return f"the net's output for the image at step {used[0]}"
-        return f"mean of the net's outputs for the image at steps {', '.join(map(str, used))}"
+            return f"the net's output for the image at {at}"
+        return f"mean of the net's outputs for the image at {at}"

@@ -75,6 +75,30 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     drawn.check(10, torch.zeros(1, 2, 2), 0.5)
     assert drawn.describe() == ("mean of the net's outputs for 3 recorrupted copies of the "
                                 "image at step 10")
+
+
+def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
+    """With draws, the gap between the output for the image and the estimate from its
+    recorrupted copies: a stop once it exceeds 1.5 times its smallest value so far."""
+    watch = DivergenceWatch(draws=2)
+    assert watch.drift_ratio == 1.5
+    gaps = (4e-5, 2e-5, 2.5e-5, 2.9e-5)  # falls, then rises, within 1.5 x the least
+    for step, gap in zip((25, 50, 75, 100), gaps):
+        assert not watch.check(step, torch.full((1, 2, 2), float(step)), 0.05, gap)
+    assert watch.least_gap == 2e-5 and watch.reason is None
+    assert watch.check(125, torch.zeros(1, 2, 2), 0.05, 3.1e-5)
+    assert "drifted apart at step 125 (1.55 x their smallest" in watch.reason
+    assert watch.steps == [25, 50, 75, 100]  # the drifted estimate is left out
+    # a negative divergence still stops, whatever the gap
+    other = DivergenceWatch(draws=2)
+    other.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5)
+    assert other.check(50, torch.zeros(1, 2, 2), -0.01, 1e-5)
+    assert "divergence at the image turned negative at step 50" in other.reason
+    # without the stop, or without gaps (r2r_draws=0), a growing gap stops nothing
+    for watch in (DivergenceWatch(draws=2, stop=False), DivergenceWatch()):
+        for step, gap in ((25, 1e-5), (50, 1e-3)):
+            assert not watch.check(step, torch.zeros(1, 2, 2), 0.05,
+                                   gap if watch.draws else None)
     for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
         assert not watch.check(step, torch.full((1, 2, 2), value), div)
     assert watch.steps == [20, 30, 40, 50]
@@ -101,14 +125,15 @@ def test_a_net_that_learns_the_recorruption_is_stopped():
     yy, xx = np.mgrid[0:32, 0:32] / 31.0
     clean = (0.3 + 0.4 * xx * yy).astype(np.float32)
     noisy = clean + np.random.default_rng(1).normal(0, 0.1, clean.shape).astype(np.float32)
-    res = restore(noisy, steps=400, lr=0.01, lr_final=1.0, reference=clean, **KW)
+    res = restore(noisy, steps=400, lr=0.01, lr_final=1.0, r2r_draws=0, reference=clean,
+                  **KW)
     assert res.stop_reason.startswith("stopped: the net's divergence at the image turned "
                                       "negative"), res.stop_reason
     assert res.steps < 400 and res.best_step == res.steps - KW["snapshot_every"]
     assert res.psnr > _psnr(noisy, clean) + 3
     # auto_stop off: the same fit runs all its steps, and ends worse than where it stopped
-    full = restore(noisy, steps=400, lr=0.01, lr_final=1.0, auto_stop=False, reference=clean,
-                   **KW)
+    full = restore(noisy, steps=400, lr=0.01, lr_final=1.0, auto_stop=False, r2r_draws=0,
+                   reference=clean, **KW)
     assert full.steps == 400 and full.stop_reason.startswith("reached the maximum")
     assert any("runs its 400 steps (auto_stop off)" in n for n in full.info.notes)
     assert full.psnr < res.psnr

@@ -154,7 +154,9 @@ class DIPConfig:
         (as in R2R's paper), averaged over the last four snapshots; the fit can still
         learn the recorruption's negative copy of the input after its best step, which
         shows as a negative divergence of the net at y (measured at every snapshot), and
-        the run stops there (the reported loss is the fit's estimate of the mean squared
+        the run stops there, or where the net's outputs for y and for the copies drift
+        apart (``stopping.DRIFT_RATIO``; at strong noise the fit overfits before its
+        divergence turns) (the reported loss is the fit's estimate of the mean squared
         error to the clean image of the output for the recorrupted input). Needs every
         pixel known and method "dip", as SURE; the ``sure_*`` options (noise limits,
         clipping) hold for it too. On two CPU cores the fast preset with it came 0.69 dB

@@ -257,7 +257,10 @@ def run(
             f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
-                "stops where the net's divergence at the image turns negative"
+                "stops where the net's divergence at the image turns negative" + (
+                    f", or where its outputs for the image and for the copies drift apart "
+                    f"({watch.drift_ratio:g} x their smallest mean squared difference)"
+                    if cfg.r2r_draws else "")
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
     if own:
         if any(clip_ends):
@@ -432,15 +435,18 @@ def run(
             moved = net(z + probe * SURE_STEP).float()
             change = (probe * (moved - est))[0][crop]
             div = float(change.sum()) / (SURE_STEP * change.numel())
+            gap = None
             if cfg.r2r_draws:  # the estimate: outputs for inputs like those of the fit
+                at_image = est
                 est = torch.zeros_like(est)
                 for _ in range(cfg.r2r_draws):
                     draw = torch.randn(z.shape, generator=cpu_gen).to(device)
                     est += net(z + draw * r2r_in).float()
                 est /= cfg.r2r_draws
+                gap = float((at_image - est)[0][crop].square().mean())
         if members > 1:
             est = est.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
-        return watch.check(step, est[0], div)
+        return watch.check(step, est[0], div, gap)
 
     def current_estimate(out: torch.Tensor) -> torch.Tensor:
         if watch is not None and watch.recent:
@@ -497,9 +503,7 @@ def run(
             step = i + 1
             if step % cfg.snapshot_every == 0 and step < cfg.steps:
                 if watch is not None and r2r_check():
-                    stop_reason = (f"stopped: the net's divergence at the image turned "
-                                   f"negative at step {step} (it began to learn the "
-                                   f"recorruption); {watch.describe()}")
+                    stop_reason = f"stopped: {watch.reason}; {watch.describe()}"
                     break
                 if discrepancy is not None:
                     found = int(discrepancy.step.item())

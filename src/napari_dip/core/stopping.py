@@ -112,31 +112,61 @@ class Discrepancy:
 
 # How many recent estimates of an R2R fit DivergenceWatch keeps (and averages).
 DIVERGENCE_KEEP = 4
+# DivergenceWatch (with draws) stops where the net's outputs for the image and for its
+# recorrupted copies drift apart: their mean squared difference above this multiple of its
+# smallest value so far. Fast preset, two CPU cores: on moon at sigma 50 it first passed
+# 1.5 at step 150, the best snapshot (33.44 dB, 3.4 dB above where the divergence
+# turned), and on chelsea at sigma 50 at step 450; on the sample at sigma 25, which
+# improved for all 600 steps, it stayed below 1.13 (benchmarks/RESULTS.md).
+DRIFT_RATIO = 1.5
 
 
 class DivergenceWatch:
-    """Keeps the last ``keep`` estimates of an R2R fit (the net's output for the image) and,
-    with ``stop``, says when to stop: at the first check at which the net's divergence at
-    the image (per value, a Monte-Carlo estimate) is not positive. The estimate is the mean
+    """Keeps the last ``keep`` estimates of an R2R fit (the mean of the net's outputs for
+    ``draws`` recorrupted copies of the image, or its output for the image) and, with
+    ``stop``, says when to stop: at the first check at which the net's divergence at the
+    image (per value, a Monte-Carlo estimate) is not positive, or, with draws, at which the
+    two estimates drift apart (see :meth:`check` and DRIFT_RATIO). The estimate is the mean
     of the kept ones from at least half the latest one's step on, which smooths the
     step-to-step jitter of the fit (in an exploratory run on six 256x256 images at sigma
     25, the mean of four outputs 25 steps apart was 0.03-0.14 dB above the last).
     """
 
-    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0) -> None:
+    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0,
+                 drift_ratio: float = DRIFT_RATIO) -> None:
         self.keep = keep
         self.stop = stop
         self.draws = draws  # recorrupted copies per estimate (0: the image itself)
+        self.drift_ratio = drift_ratio
+        self.least_gap: float | None = None  # the smallest gap so far
+        self.reason: str | None = None  # why check() said stop
         self.recent: list[torch.Tensor] = []
         self.steps: list[int] = []
         self.last: float | None = None  # the latest check's divergence
 
-    def check(self, step: int, estimate: torch.Tensor, divergence: float) -> bool:
+    def check(self, step: int, estimate: torch.Tensor, divergence: float,
+              gap: float | None = None) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
-        this step is then left out)."""
+        this step is then left out, and ``reason`` says why). ``gap``: the mean squared
+        difference between the net's output for the image and the estimate from
+        recorrupted copies; the fit also stops where it exceeds ``drift_ratio`` times its
+        smallest value so far (the net has begun to fit its inputs off the image's
+        neighbourhood, and the two drift apart)."""
         self.last = float(divergence)
-        if self.stop and divergence <= 0 and self.recent:
-            return True
+        if self.stop and self.recent:
+            if divergence <= 0:
+                self.reason = (f"the net's divergence at the image turned negative at step "
+                               f"{step} (it began to learn the recorruption)")
+                return True
+            if gap is not None and self.least_gap is not None and (
+                    gap > self.drift_ratio * self.least_gap):
+                self.reason = (f"the net's outputs for the image and for recorrupted copies "
+                               f"of it drifted apart at step {step} ({gap / self.least_gap:.2f}"
+                               f" x their smallest mean squared difference; it began to "
+                               f"overfit)")
+                return True
+        if gap is not None:
+            self.least_gap = gap if self.least_gap is None else min(self.least_gap, gap)
         self.recent.append(estimate)
         self.steps.append(step)
         del self.recent[:-self.keep], self.steps[:-self.keep]

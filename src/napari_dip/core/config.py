@@ -161,8 +161,9 @@ class DIPConfig:
         pixel known and method "dip", as SURE; the ``sure_*`` options (noise limits,
         clipping) hold for it too. On two CPU cores the fast preset with it came 0.69 dB
         below BM3D after 60 s on six 256x256 8-bit grey images at sigma 25, where SURE
-        came 1.07 dB below in the same run (0.96 at its end, 77 s), and 0.20 dB above
-        BM3D at sigma 50 on three of them (SURE: 0.04 below; benchmarks/RESULTS.md).
+        came 1.07 dB below in the same run (0.96 at its end, 77 s), and 0.23 dB above
+        BM3D at sigma 50 on the six (with the drift stop; SURE on three of them: 0.04
+        below; benchmarks/RESULTS.md).
     r2r_alpha : float
         With ``loss="r2r"``: the recorruption's strength alpha (0.5, as in its paper): the
         net's input carries noise of std sigma sqrt(1 + alpha^2) and its target std

@@ -3,10 +3,12 @@
 Runs a configuration of ``bench_cpu_target.py`` (default: the fast preset, one R2R net) on
 its test images at one or more noise levels with the stop off, and prints at every
 snapshot the PSNR of the estimate (which needs the truth), the mean of the R2R loss over
-the snapshot's steps (an estimate of the mean squared error, less its offset) and the
-net's divergence at the image (``Snapshot.divergence``), which the stop watches. It then
-lists per run the best snapshot, where the stop would have ended the run, and what that
-cost against the best snapshot.
+the snapshot's steps (an estimate of the mean squared error, less its offset), and what
+the stop watches: the net's divergence at the image (``Snapshot.divergence``) and, with
+``r2r_draws``, the drift between its output for the image and its outputs for the
+recorrupted copies (``Snapshot.drift``). It then lists per run the best snapshot, where
+the stop would have ended the run and on which signal, and what that cost against the
+best snapshot.
 
     python benchmarks/bench_r2r_trace.py --runs moon:50,chelsea:50,moon:25,sample:25
     python benchmarks/bench_r2r_trace.py --runs moon:50 --config r2r-m4 --device cuda
@@ -25,26 +27,36 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import napari_dip  # noqa: E402
 from bench_cpu_target import CONFIGS, test_image  # noqa: E402
+from napari_dip.core.stopping import DRIFT_RATIO  # noqa: E402
 
 
 def trace(noisy, clean, preset, options, seed, device):
-    """(step, PSNR, mean loss, divergence) at every snapshot of a run with the stop off."""
+    """(step, PSNR, mean loss, divergence, drift) at every snapshot of a run with the stop
+    off (drift None without draws)."""
     rows = []
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
                                    device=device, **dict(options, auto_stop=False)):
         if snap.divergence is None:
             raise SystemExit(f"--config: {preset} {options} is not an R2R run")
         mean_loss = float(np.mean(snap.losses)) if len(snap.losses) else float("nan")
-        rows.append((snap.step, round(float(snap.psnr), 3), mean_loss, snap.divergence))
+        rows.append((snap.step, round(float(snap.psnr), 3), mean_loss, snap.divergence,
+                     snap.drift))
     return rows
 
 
 def where_stopped(rows):
-    """The snapshot whose divergence is first not positive (after the first), or None."""
-    for i, (_, _, _, div) in enumerate(rows):
+    """(index, signal) of the snapshot at which DivergenceWatch would have stopped the run,
+    or (None, None): the first after the first whose divergence is not positive, or whose
+    drift exceeds DRIFT_RATIO times its smallest value so far."""
+    least = None
+    for i, (_, _, _, div, drift) in enumerate(rows):
         if i > 0 and div <= 0:
-            return i
-    return None
+            return i, "divergence"
+        if i > 0 and drift is not None and least is not None and drift > DRIFT_RATIO * least:
+            return i, "drift"
+        if drift is not None:
+            least = drift if least is None else min(least, drift)
+    return None, None
 
 
 def main(argv=None):
@@ -72,24 +84,30 @@ def main(argv=None):
         noisy, clean = test_image(name, sigma=sigma_value, seed=args.seed)
         rows = trace(noisy, clean, preset, options, args.seed, args.device)
         results[run] = rows
-        print(f"\n{run} ({args.config})\n  step    PSNR   mean loss  divergence", flush=True)
-        for step, p, loss, div in rows:
-            print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+.4f}", flush=True)
+        least = min((r[4] for r in rows if r[4] is not None), default=None)
+        print(f"\n{run} ({args.config})\n  step    PSNR   mean loss  divergence     drift"
+              f"  / least", flush=True)
+        for step, p, loss, div, drift in rows:
+            tail = "" if drift is None else f"  {drift:.3e}  {drift / least:6.2f}"
+            print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+10.4f}{tail}", flush=True)
         best = max(range(len(rows)), key=lambda i: rows[i][1])
-        stop = where_stopped(rows)
-        # the stop keeps the estimates from before the snapshot at which it fires; their
-        # mean is not in the trace, so the snapshot before stands for it
+        stop, signal = where_stopped(rows)
+        # the stop keeps the estimates from before the snapshot at which it fires: the
+        # snapshot before shows their mean
         kept = rows[stop - 1] if stop is not None else rows[-1]
         summary.append((run, rows[best][0], rows[best][1],
-                        None if stop is None else rows[stop][0], kept[1], rows[-1][1]))
-    print(f"\n{args.config} on {args.device}, torch {torch.__version__}; the stop: the first "
-          f"snapshot whose divergence is not positive ('-': none in the run)")
-    print(f"{'run':12s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'before':>6s} "
-          f"{'lost':>5s} {'end':>6s}")
-    for run, best_step, best_p, stop_step, kept_p, end_p in summary:
+                        None if stop is None else rows[stop][0], signal, kept[1],
+                        rows[-1][1]))
+    print(f"\n{args.config} on {args.device}, torch {torch.__version__}; 'drift / least': "
+          f"the drift over its smallest value in the run; the stop: the first snapshot whose "
+          f"divergence is not positive or whose drift exceeds {DRIFT_RATIO:g} x its smallest "
+          f"value so far ('-': none in the run)")
+    print(f"{'run':12s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'on':>10s} "
+          f"{'before':>6s} {'lost':>5s} {'end':>6s}")
+    for run, best_step, best_p, stop_step, signal, kept_p, end_p in summary:
         print(f"{run:12s} {best_step:7d} {best_p:6.2f} "
-              f"{'-' if stop_step is None else stop_step:>7} {kept_p:6.2f} "
-              f"{best_p - kept_p:5.2f} {end_p:6.2f}")
+              f"{'-' if stop_step is None else stop_step:>7} {signal or '-':>10s} "
+              f"{kept_p:6.2f} {best_p - kept_p:5.2f} {end_p:6.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"config": args.config, "device": args.device,
                                                "traces": results}, indent=1))

@@ -38,10 +38,14 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     sure = restore(noisy_crop, steps=80, loss="sure", reference=camera_crop, **KW)
     assert abs(res.psnr - sure.psnr) < 1.5
     # every snapshot reports the divergence that the stop watches; other losses report none
-    divs = [s.divergence for s in iterate(noisy_crop, steps=30, **KW)]
+    snaps = list(iterate(noisy_crop, steps=30, **KW))
+    divs = [s.divergence for s in snaps]
     assert len(divs) == 3 and all(np.isfinite(d) and d != 0 for d in divs)
     assert len(set(divs)) == 3
-    assert all(s.divergence is None for s in iterate(noisy_crop, steps=20, loss="sure", **KW))
+    assert all(s.drift > 0 for s in snaps) and len({s.drift for s in snaps}) == 3
+    assert all(s.drift is None for s in iterate(noisy_crop, steps=20, r2r_draws=0, **KW))
+    assert all(s.divergence is None and s.drift is None
+               for s in iterate(noisy_crop, steps=20, loss="sure", **KW))
 
 
 def test_r2r_loss_estimates_the_error_to_the_clean_image(noisy_crop, camera_crop):
@@ -75,6 +79,23 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     drawn.check(10, torch.zeros(1, 2, 2), 0.5)
     assert drawn.describe() == ("mean of the net's outputs for 3 recorrupted copies of the "
                                 "image at step 10")
+    for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
+        assert not watch.check(step, torch.full((1, 2, 2), value), div)
+    assert watch.steps == [20, 30, 40, 50]
+    # the mean of those from half the latest step on: 30, 40 and 50
+    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.0))
+    assert watch.describe().endswith("at steps 30, 40, 50")
+    assert not watch.check(60, torch.full((1, 2, 2), 6.0), 0.01)
+    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.5))  # 30 to 60
+    assert watch.last == 0.01
+    assert watch.check(70, torch.full((1, 2, 2), 9.0), 0.0)  # not positive: stop
+    assert watch.last == 0.0
+    assert watch.steps == [30, 40, 50, 60] and float(watch.estimate.mean()) == 4.5
+    # without the stop it goes on keeping estimates
+    keeps = DivergenceWatch(stop=False)
+    for step in (10, 20, 30):
+        assert not keeps.check(step, torch.full((1, 2, 2), float(step)), -1.0)
+    assert keeps.steps == [10, 20, 30] and float(keeps.estimate.mean()) == 25.0
 
 
 def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
@@ -99,23 +120,6 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
         for step, gap in ((25, 1e-5), (50, 1e-3)):
             assert not watch.check(step, torch.zeros(1, 2, 2), 0.05,
                                    gap if watch.draws else None)
-    for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
-        assert not watch.check(step, torch.full((1, 2, 2), value), div)
-    assert watch.steps == [20, 30, 40, 50]
-    # the mean of those from half the latest step on: 30, 40 and 50
-    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.0))
-    assert watch.describe().endswith("at steps 30, 40, 50")
-    assert not watch.check(60, torch.full((1, 2, 2), 6.0), 0.01)
-    assert torch.allclose(watch.estimate, torch.full((1, 2, 2), 4.5))  # 30 to 60
-    assert watch.last == 0.01
-    assert watch.check(70, torch.full((1, 2, 2), 9.0), 0.0)  # not positive: stop
-    assert watch.last == 0.0
-    assert watch.steps == [30, 40, 50, 60] and float(watch.estimate.mean()) == 4.5
-    # without the stop it goes on keeping estimates
-    keeps = DivergenceWatch(stop=False)
-    for step in (10, 20, 30):
-        assert not keeps.check(step, torch.full((1, 2, 2), float(step)), -1.0)
-    assert keeps.steps == [10, 20, 30] and float(keeps.estimate.mean()) == 25.0
 
 
 def test_a_net_that_learns_the_recorruption_is_stopped():
@@ -153,6 +157,8 @@ def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):
         make_config("dip", "fast", r2r_draws=-1)
     with pytest.raises(TypeError, match="r2r_draws: expected an integer"):
         make_config("dip", "fast", r2r_draws=1.5)
+    with pytest.raises(ValueError, match="loss: method 'sgld'"):
+        make_config("sgld", "fast", loss="r2r")
 
 
 def test_the_estimate_from_recorrupted_copies_or_the_image(noisy_crop, camera_crop):
@@ -168,8 +174,6 @@ def test_the_estimate_from_recorrupted_copies_or_the_image(noisy_crop, camera_cr
     assert abs(runs[0].psnr - runs[2].psnr) < 1.0
     again = restore(noisy_crop, steps=40, reference=camera_crop, **KW)
     assert np.array_equal(again.image, runs[2].image)
-    with pytest.raises(ValueError, match="loss: method 'sgld'"):
-        make_config("sgld", "fast", loss="r2r")
 
 
 def test_presets_memory_and_fallback():

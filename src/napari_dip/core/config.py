@@ -370,10 +370,12 @@ R2R_OVERRIDES: dict[str, dict[str, Any]] = {
 # BM3D / CBM3D at sigma 25 and 0.02 above at sigma 50, where four SURE nets came 0.51 and
 # 0.36 below, in about 3.5 s per image; 512x512 RGB (width 32): 31.04 dB in 8.8 s, 2.1 GiB,
 # against 30.42 dB, 8.6 s and 4.6 GiB for the SURE nets. On two CPU cores a step of the
-# four R2R nets costs half a step of the four SURE nets (0.64 against 1.33 s), so the run
-# takes as long as before. Four nets 32 wide on grey images too came closer still on a GPU
-# (six grey images at sigma 25: 0.09 dB below BM3D against 0.27 for width 16; `width=32`)
-# but cost 2.8 times as much on the CPU.
+# four R2R nets costs 0.57 of a step of the four SURE nets (0.74 against 1.30 s at 256x256;
+# bench_speed.py, results/speed_cpu_balanced_r2r.txt), for twice the steps: about 7.5
+# minutes per grey image where the SURE nets took 6.5, when neither stops early. Four
+# nets 32 wide on grey images too came closer still on a GPU (six grey images at sigma 25:
+# 0.09 dB below BM3D against 0.27 for width 16; `width=32`) but cost 2.9 times as much on
+# the CPU (2.03 against 0.71 s a step; results/speed_cpu_balanced_r2r_w32.txt).
 DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 _IMAGE_OVERRIDES = {"sure": SURE_OVERRIDES, "r2r": R2R_OVERRIDES}
 

@@ -104,9 +104,11 @@ class Snapshot:
     tile, tiles : int
         For an image restored in tiles: the (0-based) tile in progress and their number;
         ``step`` and ``max_steps`` then count the steps of all tiles.
-    divergence : float or None
-        ``loss="r2r"``: the net's divergence at the image per value, measured at this
-        snapshot (one Monte-Carlo probe), which the run's stop watches; None otherwise.
+    divergence, drift : float or None
+        ``loss="r2r"``: what the run's stop watches, measured at this snapshot: the net's
+        divergence at the image per value (one Monte-Carlo probe), and (with
+        ``r2r_draws``) the mean squared difference between the net's output for the
+        image and the mean of its outputs for the recorrupted copies; None otherwise.
     """
 
     step: int
@@ -125,6 +127,7 @@ class Snapshot:
     tile: int = 0
     tiles: int = 1
     divergence: float | None = None
+    drift: float | None = None
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -422,13 +425,15 @@ def run(
             max_steps=cfg.steps, best_step=best,
             samples=moments.count if sgld else 0, losses=loss_hist, info=info,
             divergence=None if watch is None else watch.last,
+            drift=None if watch is None else watch.last_gap,
         )
 
     def r2r_check() -> bool:
         """Keep R2R's estimate (the mean of the net's outputs for ``r2r_draws`` recorrupted
         copies of the image, or its output for the image) and measure the net's
-        divergence at the image; True where it has turned negative (see DivergenceWatch). Runs the
-        net as it is (not compiled, not captured), in float32 and without gradients."""
+        divergence at the image; True where the watch says stop (see DivergenceWatch).
+        Runs the net as it is (not compiled, not captured), in float32 and without
+        gradients."""
         with torch.no_grad():
             est = net(z).float()
             probe = torch.randn(z.shape, generator=cpu_gen).to(device)
@@ -540,8 +545,7 @@ def run(
                 turned = r2r_check()  # the last step's output too
                 stop_reason = (f"reached the maximum of {cfg.steps} steps; "
                                f"{watch.describe()}" + (
-                                   " (the divergence at the image had turned negative at the "
-                                   "last step)" if turned else ""))
+                                   f" (left out: {watch.reason})" if turned else ""))
             final = watch.estimate[None]
         elif stopper is not None:
             best = int(stopper.best_step.item())

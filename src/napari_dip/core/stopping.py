@@ -117,7 +117,8 @@ DIVERGENCE_KEEP = 4
 # smallest value so far. Fast preset, two CPU cores: on moon at sigma 50 it first passed
 # 1.5 at step 150, the best snapshot (33.44 dB, 3.4 dB above where the divergence
 # turned), and on chelsea at sigma 50 at step 450; on the sample at sigma 25, which
-# improved for all 600 steps, it stayed below 1.13 (benchmarks/RESULTS.md).
+# improved for all 600 steps, it never passed 1.5 (after its smallest value, at most 1.12;
+# benchmarks/bench_r2r_trace.py, results/r2r_trace_cpu_draws.txt).
 DRIFT_RATIO = 1.5
 
 
@@ -143,6 +144,7 @@ class DivergenceWatch:
         self.recent: list[torch.Tensor] = []
         self.steps: list[int] = []
         self.last: float | None = None  # the latest check's divergence
+        self.last_gap: float | None = None  # and its gap (with draws)
 
     def check(self, step: int, estimate: torch.Tensor, divergence: float,
               gap: float | None = None) -> bool:
@@ -153,6 +155,7 @@ class DivergenceWatch:
         smallest value so far (the net has begun to fit its inputs off the image's
         neighbourhood, and the two drift apart)."""
         self.last = float(divergence)
+        self.last_gap = gap
         if self.stop and self.recent:
             if divergence <= 0:
                 self.reason = (f"the net's divergence at the image turned negative at step "

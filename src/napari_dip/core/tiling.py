@@ -438,5 +438,5 @@ def _tiled_snapshot(
         psnr=None if prep.reference is None else engine.psnr(user, prep.reference),
         stop_reason=reason, done=done, elapsed=elapsed, max_steps=max_steps,
         best_step=None, samples=snap.samples, losses=snap.losses, info=info,
-        tile=tile, tiles=tiles, divergence=snap.divergence,
+        tile=tile, tiles=tiles, divergence=snap.divergence, drift=snap.drift,
     )

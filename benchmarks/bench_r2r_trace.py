@@ -44,19 +44,58 @@ def trace(noisy, clean, preset, options, seed, device):
     return rows
 
 
-def where_stopped(rows):
+def where_stopped(rows, ratio=DRIFT_RATIO):
     """(index, signal) of the snapshot at which DivergenceWatch would have stopped the run,
-    or (None, None): the first after the first whose divergence is not positive, or whose
-    drift exceeds DRIFT_RATIO times its smallest value so far."""
+    or (None, None). With draws (a drift at every snapshot): the first after the first
+    whose drift exceeds ``ratio`` times its smallest value so far; without: the first
+    after the first whose divergence is not positive."""
     least = None
     for i, (_, _, _, div, drift) in enumerate(rows):
-        if i > 0 and div <= 0:
-            return i, "divergence"
-        if i > 0 and drift is not None and least is not None and drift > DRIFT_RATIO * least:
+        if drift is None:
+            if i > 0 and div <= 0:
+                return i, "divergence"
+            continue
+        if i > 0 and least is not None and drift > ratio * least:
             return i, "drift"
-        if drift is not None:
-            least = drift if least is None else min(least, drift)
+        least = drift if least is None else min(least, drift)
     return None, None
+
+
+def first_negative(rows):
+    """Index of the first snapshot after the first whose divergence is not positive (where
+    a divergence stop would have fired), or None."""
+    return next((i for i, r in enumerate(rows) if i > 0 and r[3] <= 0), None)
+
+
+def summarise(results, config, device):
+    """Per run: the best snapshot, where the stop would have ended the run (and on which
+    signal) and the PSNR it would have kept (the estimates from before that snapshot,
+    whose mean the snapshot before shows), and the same for a stop at the first
+    non-positive divergence; then the means over the runs."""
+    print(f"\n{config} on {device}, torch {torch.__version__}; 'drift / least': the drift "
+          f"over its smallest value in the run; 'stop': where the run's stop fires (with "
+          f"draws: the first snapshot whose drift exceeds {DRIFT_RATIO:g} x its smallest "
+          f"value so far; without: the first whose divergence is not positive); "
+          f"'divergence': where a stop at the first non-positive divergence would fire; "
+          f"'-': nowhere in the run")
+    print(f"{'run':22s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'on':>10s} "
+          f"{'kept':>6s} {'lost':>5s} {'div at':>6s} {'kept':>6s} {'lost':>5s} {'end':>6s}")
+    sums = np.zeros(5)
+    for run, rows in results.items():
+        best = max(range(len(rows)), key=lambda i: rows[i][1])
+        stop, signal = where_stopped(rows)
+        kept = rows[stop - 1][1] if stop is not None else rows[-1][1]
+        neg = first_negative(rows)
+        kept_neg = rows[neg - 1][1] if neg is not None else rows[-1][1]
+        best_p, end_p = rows[best][1], rows[-1][1]
+        sums += (best_p, kept, best_p - kept, kept_neg, best_p - kept_neg)
+        print(f"{run:22s} {rows[best][0]:7d} {best_p:6.2f} "
+              f"{'-' if stop is None else rows[stop][0]:>7} {signal or '-':>10s} "
+              f"{kept:6.2f} {best_p - kept:5.2f} {'-' if neg is None else rows[neg][0]:>6} "
+              f"{kept_neg:6.2f} {best_p - kept_neg:5.2f} {end_p:6.2f}")
+    m = sums / max(len(results), 1)
+    print(f"{'mean':22s} {'':7s} {m[0]:6.2f} {'':7s} {'':10s} {m[1]:6.2f} {m[2]:5.2f} "
+          f"{'':6s} {m[3]:6.2f} {m[4]:5.2f}")
 
 
 def main(argv=None):
@@ -68,13 +107,22 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--from-json", default=None, nargs="+", metavar="JSON",
+                    help="summarise traces written by --json instead of running")
     args = ap.parse_args(argv)
+    if args.from_json:
+        results, config, device = {}, None, None
+        for path in args.from_json:
+            saved = json.loads(Path(path).read_text())
+            config, device = saved["config"], saved["device"]
+            results.update(saved["traces"])
+        summarise(results, config, device)
+        return
     if args.config not in CONFIGS:
         ap.error(f"--config: expected one of {', '.join(CONFIGS)}, got {args.config!r}")
     torch.set_num_threads(args.threads)
     preset, options = CONFIGS[args.config]
     results = {}
-    summary = []
     for run in args.runs.split(","):
         name, _, sigma = run.partition(":")
         try:
@@ -90,24 +138,7 @@ def main(argv=None):
         for step, p, loss, div, drift in rows:
             tail = "" if drift is None else f"  {drift:.3e}  {drift / least:6.2f}"
             print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+10.4f}{tail}", flush=True)
-        best = max(range(len(rows)), key=lambda i: rows[i][1])
-        stop, signal = where_stopped(rows)
-        # the stop keeps the estimates from before the snapshot at which it fires: the
-        # snapshot before shows their mean
-        kept = rows[stop - 1] if stop is not None else rows[-1]
-        summary.append((run, rows[best][0], rows[best][1],
-                        None if stop is None else rows[stop][0], signal, kept[1],
-                        rows[-1][1]))
-    print(f"\n{args.config} on {args.device}, torch {torch.__version__}; 'drift / least': "
-          f"the drift over its smallest value in the run; the stop: the first snapshot whose "
-          f"divergence is not positive or whose drift exceeds {DRIFT_RATIO:g} x its smallest "
-          f"value so far ('-': none in the run)")
-    print(f"{'run':12s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'on':>10s} "
-          f"{'before':>6s} {'lost':>5s} {'end':>6s}")
-    for run, best_step, best_p, stop_step, signal, kept_p, end_p in summary:
-        print(f"{run:12s} {best_step:7d} {best_p:6.2f} "
-              f"{'-' if stop_step is None else stop_step:>7} {signal or '-':>10s} "
-              f"{kept_p:6.2f} {best_p - kept_p:5.2f} {end_p:6.2f}")
+    summarise(results, args.config, args.device)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": args.config, "device": args.device,
                                                "traces": results}, indent=1))

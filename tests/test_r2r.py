@@ -1,6 +1,7 @@
 """DIP with the R2R loss (recorrupted-to-recorrupted): the noisy image as the net's input, a
-fit of one re-noised copy of it to another, and a stop where the net's divergence at the
-image turns negative."""
+fit of one re-noised copy of it to another, and a stop where the net's outputs for the image
+and for re-noised copies of it drift apart (or, without those copies, where its divergence
+at the image turns negative)."""
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     res = restore(noisy_crop, steps=80, reference=camera_crop, **KW)
     assert res.info.config.loss == "r2r"
     notes = " ".join(res.info.notes)
-    assert "loss: R2R" in notes and "divergence" in notes
+    assert "loss: R2R" in notes and "drift apart" in notes
     assert not any(n.startswith("stop rule") for n in res.info.notes)
     assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
     # the estimate: the mean of the net's outputs for two recorrupted copies of the image
@@ -37,7 +38,7 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     # the same steps with SURE cost about twice the passes; both land close
     sure = restore(noisy_crop, steps=80, loss="sure", reference=camera_crop, **KW)
     assert abs(res.psnr - sure.psnr) < 1.5
-    # every snapshot reports the divergence that the stop watches; other losses report none
+    # every snapshot reports the divergence and the drift; other losses report neither
     snaps = list(iterate(noisy_crop, steps=30, **KW))
     divs = [s.divergence for s in snaps]
     assert len(divs) == 3 and all(np.isfinite(d) and d != 0 for d in divs)
@@ -76,7 +77,7 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
     assert not watch.check(10, torch.full((1, 2, 2), 1.0), -0.1)
     assert watch.describe() == "the net's output for the image at step 10"
     drawn = DivergenceWatch(draws=3)
-    drawn.check(10, torch.zeros(1, 2, 2), 0.5)
+    drawn.check(10, torch.zeros(1, 2, 2), 0.5, 1e-5)
     assert drawn.describe() == ("mean of the net's outputs for 3 recorrupted copies of the "
                                 "image at step 10")
     for step, value, div in ((20, 2.0, 0.3), (30, 3.0, 0.2), (40, 4.0, 0.1), (50, 5.0, 0.05)):
@@ -110,11 +111,19 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     assert watch.check(125, torch.zeros(1, 2, 2), 0.05, 3.1e-5)
     assert "drifted apart at step 125 (1.55 x their smallest" in watch.reason
     assert watch.steps == [25, 50, 75, 100]  # the drifted estimate is left out
-    # a negative divergence still stops, whatever the gap
+    # with draws a negative divergence stops nothing (on smooth images it turns while the
+    # fit still improves): the drift decides; it is still recorded
     other = DivergenceWatch(draws=2)
+    assert other.signal == "drift" and DivergenceWatch().signal == "divergence"
     other.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5)
-    assert other.check(50, torch.zeros(1, 2, 2), -0.01, 1e-5)
-    assert "divergence at the image turned negative at step 50" in other.reason
+    for step in (50, 75, 100):
+        assert not other.check(step, torch.zeros(1, 2, 2), -0.01, 1e-5)
+    assert other.last == -0.01 and other.steps == [25, 50, 75, 100] and other.reason is None
+    assert other.check(125, torch.zeros(1, 2, 2), -0.02, 2e-5)
+    assert "drifted apart at step 125 (2.00 x" in other.reason
+    # a watch with draws needs the gap
+    with pytest.raises(ValueError, match="gap: expected the drift"):
+        DivergenceWatch(draws=2).check(25, torch.zeros(1, 2, 2), 0.05)
     # without the stop, or without gaps (r2r_draws=0), a growing gap stops nothing
     for watch in (DivergenceWatch(draws=2, stop=False), DivergenceWatch()):
         for step, gap in ((25, 1e-5), (50, 1e-3)):
@@ -141,6 +150,14 @@ def test_a_net_that_learns_the_recorruption_is_stopped():
     assert full.steps == 400 and full.stop_reason.startswith("reached the maximum")
     assert any("runs its 400 steps (auto_stop off)" in n for n in full.info.notes)
     assert full.psnr < res.psnr
+    # with the draws (the default) the drift stops it, and what it keeps beats the end
+    drawn = restore(noisy, steps=400, lr=0.01, lr_final=1.0, reference=clean, **KW)
+    assert drawn.stop_reason.startswith("stopped: the net's outputs for the image and for "
+                                        "recorrupted copies of it drifted apart"), (
+        drawn.stop_reason)
+    assert drawn.steps < 400 and drawn.psnr > _psnr(noisy, clean) + 3
+    assert drawn.psnr > restore(noisy, steps=400, lr=0.01, lr_final=1.0, auto_stop=False,
+                                reference=clean, **KW).psnr + 3
 
 
 def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):

@@ -353,8 +353,8 @@ def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, doc
     dock.preset.value = "fast"
     assert dock.data_term.value == "r2r" and dock.data_term.enabled
     assert dock.steps.value == make_config("dip", "fast").steps
-    assert dock.auto_stop.enabled  # R2R's divergence stop
-    assert "divergence" in dock.auto_stop.native.toolTip()
+    assert dock.auto_stop.enabled  # R2R's drift stop
+    assert "drift apart" in dock.auto_stop.native.toolTip()
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
     assert dock.data_term.value == "mse" and dock.auto_stop.enabled

@@ -463,10 +463,9 @@ class DIPWidget(Container):
             "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
             "The SURE data term does not fit the noise: the run goes through its steps." if
             sure else
-            "Stop where the network's divergence at the image turns negative (it begins to "
-            "learn R2R's re-noising), or where its outputs for the image and for re-noised "
-            "copies of it drift apart (it begins to overfit), and keep the estimate from "
-            "before." if r2r else
+            "Stop where the network's outputs for the image and for re-noised copies of "
+            "it drift apart (it begins to overfit) and keep the estimate from before." if r2r
+            else
             "Stop once the estimate explains the image down to its noise level (or, with a "
             "mask, when the output stops improving) and keep that estimate.")
 

@@ -74,8 +74,9 @@ class DIPConfig:
         by more than this many dB in one step (5; 0 disables).
     auto_stop : bool
         Stop by itself (``stop_rule``) and return the estimate of the step it chose; with
-        ``loss="r2r"``, stop where the net's divergence at the image turns negative (off:
-        run all ``steps``). Not used by SURE, which runs its steps.
+        ``loss="r2r"``, stop where the net's outputs for the image and for recorrupted
+        copies of it drift apart (with ``r2r_draws`` 0: where its divergence at the image
+        turns negative) (off: run all ``steps``). Not used by SURE, which runs its steps.
     stop_rule : {"discrepancy", "variance"}
         "discrepancy" (default): Morozov's discrepancy principle: stop at the first step
         whose estimate differs from the image on the known pixels by no more than
@@ -151,15 +152,20 @@ class DIPConfig:
         independent, so that the fit cannot copy the input's noise. One forward pass per
         step where SURE needs two: half the time per step. The estimate is the mean of the
         net's outputs for ``r2r_draws`` recorrupted copies y + alpha sigma z of the image
-        (as in R2R's paper), averaged over the last four snapshots; the fit can still
-        learn the recorruption's negative copy of the input after its best step, which
-        shows as a negative divergence of the net at y (measured at every snapshot), and
-        the run stops there, or where the net's outputs for y and for the copies drift
-        apart (``stopping.DRIFT_RATIO``; at strong noise the fit overfits before its
-        divergence turns) (the reported loss is the fit's estimate of the mean squared
-        error to the clean image of the output for the recorrupted input). Needs every
+        (as in R2R's paper), averaged over the last four snapshots. Fitted long enough,
+        the net overfits its inputs, and its outputs for y and for the copies drift apart:
+        the run stops where their mean squared difference exceeds 1.5 times its smallest
+        value so far (``stopping.DRIFT_RATIO``), keeping the estimates from before. The
+        net's divergence at y is measured at every snapshot too (``Snapshot.divergence``);
+        it turns negative once the net learns the recorruption's negative copy of its
+        input, but on smooth images it does so while the fit still improves, so it stops
+        the run only with ``r2r_draws=0`` (two CPU cores, 27 runs on 256x256 grey images
+        at sigma 15-50: the drift stop kept 0.17 dB less than the best snapshot on
+        average, a stop at the first negative divergence 1.27 dB less;
+        benchmarks/RESULTS.md) (the reported loss is the fit's estimate of the mean
+        squared error to the clean image of the output for the recorrupted input). Needs every
         pixel known and method "dip", as SURE; the ``sure_*`` options (noise limits,
-        clipping) hold for it too. On two CPU cores the fast preset with it came 0.69 dB
+        clipping) hold for it too. On two CPU cores the fast preset with it came 0.67 dB
         below BM3D after 60 s on six 256x256 8-bit grey images at sigma 25, where SURE
         came 1.07 dB below in the same run (0.96 at its end, 77 s), and 0.23 dB above
         BM3D at sigma 50 on the six (with the drift stop; SURE on three of them: 0.04
@@ -354,11 +360,12 @@ SURE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 # The same nets fitted with Recorrupted-to-Recorrupted (loss="r2r"): one forward pass per
 # step instead of SURE's two, so twice the steps in the same time. On two CPU cores, six
-# 256x256 8-bit grey images at sigma 25: 30.07 dB on average after 60 s, 0.69 below BM3D,
+# 256x256 8-bit grey images at sigma 25: 30.09 dB on average after 60 s, 0.67 below BM3D,
 # where SURE gave 29.68 in the same run (29.79 at its end, 77 s); the lr falls to 0.3 of
 # its start over the 600 steps (a constant lr reached the same peaks on a noisier path),
-# and the run stops where the net's divergence at the image turns negative (on the smooth
-# moon image at step 225, 0.49 dB below BM3D; all 600 steps ended 1.2 dB lower).
+# and the run stops where the net's outputs for the image and for recorrupted copies of it
+# drift apart (on the smooth moon image at step 350, 0.27 dB below BM3D; all 600 steps
+# ended 1.2 dB lower).
 _R2R_FAST = dict(_SURE_FAST, loss="r2r", steps=600, lr_final=0.3, snapshot_every=25)
 R2R_OVERRIDES: dict[str, dict[str, Any]] = {
     "fast": _R2R_FAST,

@@ -260,10 +260,10 @@ def run(
             f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
-                "stops where the net's divergence at the image turns negative" + (
-                    f", or where its outputs for the image and for the copies drift apart "
-                    f"({watch.drift_ratio:g} x their smallest mean squared difference)"
-                    if cfg.r2r_draws else "")
+                (f"stops where the net's outputs for the image and for the copies drift "
+                 f"apart ({watch.drift_ratio:g} x their smallest mean squared difference)"
+                 if cfg.r2r_draws else
+                 "stops where the net's divergence at the image turns negative")
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
     if own:
         if any(clip_ends):

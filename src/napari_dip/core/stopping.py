@@ -15,6 +15,9 @@ fitted long enough on one image, the net learns the map from the recorrupted inp
 y + a s z to the target y - s z / a that holds for this image, y (1 + 1/a^2) - input / a^2,
 whose divergence is negative, where a denoiser's is positive (it keeps part of what it is
 given). So the fit has gone past its best once the net's divergence at y turns negative.
+That reading is noisy and early on smooth images, so where the estimate comes from
+recorrupted copies of y the watch stops on a second sign instead: the net's output for y
+and its mean output for the copies drift apart once it begins to overfit.
 """
 
 from __future__ import annotations
@@ -125,12 +128,19 @@ DRIFT_RATIO = 1.5
 class DivergenceWatch:
     """Keeps the last ``keep`` estimates of an R2R fit (the mean of the net's outputs for
     ``draws`` recorrupted copies of the image, or its output for the image) and, with
-    ``stop``, says when to stop: at the first check at which the net's divergence at the
-    image (per value, a Monte-Carlo estimate) is not positive, or, with draws, at which the
-    two estimates drift apart (see :meth:`check` and DRIFT_RATIO). The estimate is the mean
-    of the kept ones from at least half the latest one's step on, which smooths the
-    step-to-step jitter of the fit (in an exploratory run on six 256x256 images at sigma
-    25, the mean of four outputs 25 steps apart was 0.03-0.14 dB above the last).
+    ``stop``, says when to stop. With draws: at the first check at which the two estimates
+    drift apart (see :meth:`check` and DRIFT_RATIO); without: at the first check at which
+    the net's divergence at the image (per value, a Monte-Carlo estimate) is not positive.
+    The divergence is recorded in both cases (``last``). The estimate is the mean of the
+    kept ones from at least half the latest one's step on, which smooths the step-to-step
+    jitter of the fit (in an exploratory run on six 256x256 images at sigma 25, the mean of
+    four outputs 25 steps apart was 0.03-0.14 dB above the last).
+
+    Why not the divergence where there are draws: on smooth images it turns negative while
+    the fit still improves (the net's output is a good smooth estimate plus a trace of the
+    recorruption's negative copy of its input), e.g. on scikit-image's clock at sigma 25
+    at step 125, 1.4 dB below the best snapshot, where the drift fired at step 250, 0.2 dB
+    below it (results/r2r_trace_cpu_stops.txt).
     """
 
     def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0,
@@ -146,22 +156,31 @@ class DivergenceWatch:
         self.last: float | None = None  # the latest check's divergence
         self.last_gap: float | None = None  # and its gap (with draws)
 
+    @property
+    def signal(self) -> str:
+        """What the stop watches: "drift" with draws, else "divergence"."""
+        return "drift" if self.draws else "divergence"
+
     def check(self, step: int, estimate: torch.Tensor, divergence: float,
               gap: float | None = None) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
-        this step is then left out, and ``reason`` says why). ``gap``: the mean squared
-        difference between the net's output for the image and the estimate from
-        recorrupted copies; the fit also stops where it exceeds ``drift_ratio`` times its
+        this step is then left out, and ``reason`` says why). ``gap`` (with draws): the
+        mean squared difference between the net's output for the image and the estimate
+        from recorrupted copies; the fit stops where it exceeds ``drift_ratio`` times its
         smallest value so far (the net has begun to fit its inputs off the image's
-        neighbourhood, and the two drift apart)."""
+        neighbourhood, and the two drift apart). Without draws it stops where
+        ``divergence`` is not positive."""
         self.last = float(divergence)
         self.last_gap = gap
+        if self.draws and gap is None:
+            raise ValueError(f"gap: expected the drift of a watch with draws={self.draws}, "
+                             f"got None")
         if self.stop and self.recent:
-            if divergence <= 0:
+            if not self.draws and divergence <= 0:
                 self.reason = (f"the net's divergence at the image turned negative at step "
                                f"{step} (it began to learn the recorruption)")
                 return True
-            if gap is not None and self.least_gap is not None and (
+            if self.draws and self.least_gap is not None and (
                     gap > self.drift_ratio * self.least_gap):
                 self.reason = (f"the net's outputs for the image and for recorrupted copies "
                                f"of it drifted apart at step {step} ({gap / self.least_gap:.2f}"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One prepared GPU session for R2R's drift stop and the defaults as they now are (about 8
+# minutes on an H100/H200):
+#  1. traces (bench_r2r_trace.py) of the balanced preset's four grey nets with the stop off,
+#     on the images where the stops differed on two CPU cores (moon, clock, brick, retina,
+#     hubble_deep_field at sigma 25, and at sigma 50), then of the fast preset's one net:
+#     where the drift stop fires on a GPU and with four nets, and what it costs against
+#     the best snapshot;
+#  2. the time-budget table (bench_cpu_target.py) of the fast and balanced presets on the
+#     ten grey images of the CPU tables at sigma 25, with the stop on;
+#  3. the quality benchmark of the balanced preset (the default) on its 8 images at sigma
+#     15, 25 and 50, DIP with the stop rule against its oracle and BM3D / CBM3D.
+# Usage: OUT=results_dir bash benchmarks/gpu_stop.sh
+TAIL="${TAIL:-34}"
+source "$(dirname "$0")/gpu_stages.sh"
+RUNS="${RUNS:-moon:25,clock:25,brick:25,retina:25,hubble_deep_field:25,moon:50,clock:50,retina:50,hubble_deep_field:50}"
+stage "${LIMIT_TRACE:-150}" trace_balanced python3 benchmarks/bench_r2r_trace.py \
+    --device "$DEVICE" --config balanced --runs "$RUNS" --json "$OUT/trace_balanced.json"
+stage "${LIMIT_TRACE:-150}" trace_fast python3 benchmarks/bench_r2r_trace.py \
+    --device "$DEVICE" --config fast --runs "$RUNS" --json "$OUT/trace_fast.json"
+TAIL=16 stage "${LIMIT_TABLE:-120}" table python3 benchmarks/bench_cpu_target.py \
+    --device "$DEVICE" --sigma 25 --mark 5 --budget 20 --threads 8 \
+    --configs "${CONFIGS:-fast,balanced}" \
+    --images "${IMAGES:-sample,moon,coins,astronaut,coffee,chelsea,brick,grass,gravel,clock}" \
+    --json "$OUT/table.json"
+TAIL=30 stage "${LIMIT_QUALITY:-300}" quality_balanced python3 benchmarks/bench_quality.py \
+    --device "$DEVICE" --preset balanced --size 256 --images 8 --sigmas "${SIGMAS:-15,25,50}" \
+    --tasks denoise --no-sgld --threads 4 --json "$OUT/quality_balanced.json"

@@ -90,14 +90,17 @@ CONFIGS = {
 }
 
 
-def test_image(name, sigma=25.0, seed=0):
-    """(noisy, clean) uint8 256x256 grey images; see the module's docstring."""
+def test_image(name, sigma=25.0, seed=0, colour=False):
+    """(noisy, clean) uint8 256x256 grey images; see the module's docstring. ``colour``:
+    keep a colour image's three channels (the same crop and noise recipe)."""
     if name == "sample":
         return noisy_camera(size=256, sigma=sigma, seed=seed)
     from skimage import color, data
 
     img = getattr(data, name)()
-    if img.ndim == 3:
+    if img.ndim == 3 and colour:
+        img = img[..., :3]
+    elif img.ndim == 3:
         img = color.rgb2gray(img[..., :3])
     img = img.astype(np.float64)
     img = img / 255.0 if img.max() > 1.0 else img

@@ -12,6 +12,7 @@ best snapshot.
 
     python benchmarks/bench_r2r_trace.py --runs moon:50,chelsea:50,moon:25,sample:25
     python benchmarks/bench_r2r_trace.py --runs moon:50 --config r2r-m4 --device cuda
+    python benchmarks/bench_r2r_trace.py --runs astronaut:25,chelsea:25 --colour
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import napari_dip  # noqa: E402
 from bench_cpu_target import CONFIGS, test_image  # noqa: E402
-from napari_dip.core.stopping import DRIFT_RATIO  # noqa: E402
+from napari_dip.core.stopping import DRIFT_GATE, DRIFT_RATIO  # noqa: E402
 
 
 def trace(noisy, clean, preset, options, seed, device):
     """(step, PSNR, mean loss, divergence, drift) at every snapshot of a run with the stop
     off (drift None without draws)."""
     rows = []
+    axis = -1 if noisy.ndim == 3 else None  # colour: channels last
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
-                                   device=device, **dict(options, auto_stop=False)):
+                                   device=device, channel_axis=axis,
+                                   **dict(options, auto_stop=False)):
         if snap.divergence is None:
             raise SystemExit(f"--config: {preset} {options} is not an R2R run")
         mean_loss = float(np.mean(snap.losses)) if len(snap.losses) else float("nan")
@@ -44,18 +47,24 @@ def trace(noisy, clean, preset, options, seed, device):
     return rows
 
 
-def where_stopped(rows, ratio=DRIFT_RATIO):
+def where_stopped(rows, gate_level=None, ratio=DRIFT_RATIO):
     """(index, signal) of the snapshot at which DivergenceWatch would have stopped the run,
-    or (None, None). With draws (a drift at every snapshot): the first after the first
-    whose drift exceeds ``ratio`` times its smallest value so far; without: the first
-    after the first whose divergence is not positive."""
+    or (None, None). With draws (a drift at every snapshot): the first whose drift exceeds
+    ``ratio`` times its smallest value so far, counted from the first snapshot whose mean
+    loss (the fit's estimate of its error) is below ``gate_level`` (DRIFT_GATE times the
+    noise variance; None: from the first); without: the first after the first whose
+    divergence is not positive."""
     least = None
-    for i, (_, _, _, div, drift) in enumerate(rows):
+    opened = gate_level is None
+    for i, (_, _, loss, div, drift) in enumerate(rows):
         if drift is None:
             if i > 0 and div <= 0:
                 return i, "divergence"
             continue
-        if i > 0 and least is not None and drift > ratio * least:
+        opened = opened or loss < gate_level
+        if not opened:
+            continue
+        if least is not None and drift > ratio * least:
             return i, "drift"
         least = drift if least is None else min(least, drift)
     return None, None
@@ -75,7 +84,8 @@ def summarise(results, config, device):
     print(f"\n{config} on {device}, torch {torch.__version__}; 'drift / least': the drift "
           f"over its smallest value in the run; 'stop': where the run's stop fires (with "
           f"draws: the first snapshot whose drift exceeds {DRIFT_RATIO:g} x its smallest "
-          f"value so far; without: the first whose divergence is not positive); "
+          f"value since the mean loss fell below {DRIFT_GATE:g} x sigma^2; without: the "
+          f"first whose divergence is not positive); "
           f"'divergence': where a stop at the first non-positive divergence would fire; "
           f"'-': nowhere in the run")
     print(f"{'run':22s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'on':>10s} "
@@ -83,7 +93,8 @@ def summarise(results, config, device):
     sums = np.zeros(5)
     for run, rows in results.items():
         best = max(range(len(rows)), key=lambda i: rows[i][1])
-        stop, signal = where_stopped(rows)
+        sigma = float(run.rpartition(":")[2]) / 255.0
+        stop, signal = where_stopped(rows, DRIFT_GATE * sigma ** 2)
         kept = rows[stop - 1][1] if stop is not None else rows[-1][1]
         neg = first_negative(rows)
         kept_neg = rows[neg - 1][1] if neg is not None else rows[-1][1]
@@ -106,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--colour", action="store_true",
+                    help="keep colour images' three channels (else grey, as the CPU tables)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None, nargs="+", metavar="JSON",
                     help="summarise traces written by --json instead of running")
@@ -129,7 +142,8 @@ def main(argv=None):
             sigma_value = float(sigma)
         except ValueError:
             ap.error(f"--runs: expected IMAGE:SIGMA pairs, got {run!r}")
-        noisy, clean = test_image(name, sigma=sigma_value, seed=args.seed)
+        noisy, clean = test_image(name, sigma=sigma_value, seed=args.seed,
+                                  colour=args.colour)
         rows = trace(noisy, clean, preset, options, args.seed, args.device)
         results[run] = rows
         least = min((r[4] for r in rows if r[4] is not None), default=None)

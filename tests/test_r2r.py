@@ -26,6 +26,7 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     assert res.info.config.loss == "r2r"
     notes = " ".join(res.info.notes)
     assert "loss: R2R" in notes and "drift apart" in notes
+    assert "since the fit's estimate of its error fell below the noise variance" in notes
     assert not any(n.startswith("stop rule") for n in res.info.notes)
     assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
     # the estimate: the mean of the net's outputs for two recorrupted copies of the image
@@ -121,6 +122,19 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     assert other.last == -0.01 and other.steps == [25, 50, 75, 100] and other.reason is None
     assert other.check(125, torch.zeros(1, 2, 2), -0.02, 2e-5)
     assert "drifted apart at step 125 (2.00 x" in other.reason
+    # the drift counts only once the fit's estimate of its error is below the noise
+    # variance (DRIFT_GATE 1): a nearly blank net's small drift sets no reference
+    gated = DivergenceWatch(draws=2, noise_var=0.01)
+    assert not gated.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5, fit=0.03)
+    assert gated.least_gap is None and gated.opened_at is None and gated.last_gap == 1e-5
+    assert not gated.check(50, torch.zeros(1, 2, 2), 0.05, 5e-5, fit=0.02)  # 5 x: no stop
+    assert not gated.check(75, torch.zeros(1, 2, 2), 0.05, 6e-5, fit=0.005)
+    assert gated.opened_at == 75 and gated.least_gap == 6e-5
+    assert not gated.check(100, torch.zeros(1, 2, 2), 0.05, 8e-5, fit=0.02)  # stays open
+    assert gated.check(125, torch.zeros(1, 2, 2), 0.05, 9.5e-5, fit=0.004)
+    assert "1.58 x" in gated.reason
+    # without a noise level there is no gate
+    assert DivergenceWatch(draws=2).gate_level == float("inf")
     # a watch with draws needs the gap
     with pytest.raises(ValueError, match="gap: expected the drift"):
         DivergenceWatch(draws=2).check(25, torch.zeros(1, 2, 2), 0.05)

@@ -155,7 +155,9 @@ class DIPConfig:
         (as in R2R's paper), averaged over the last four snapshots. Fitted long enough,
         the net overfits its inputs, and its outputs for y and for the copies drift apart:
         the run stops where their mean squared difference exceeds 1.5 times its smallest
-        value so far (``stopping.DRIFT_RATIO``), keeping the estimates from before. The
+        value so far (``stopping.DRIFT_RATIO``), counted once the fit's estimate of its
+        error is below the noise variance (``stopping.DRIFT_GATE``), keeping the
+        estimates from before. The
         net's divergence at y is measured at every snapshot too (``Snapshot.divergence``);
         it turns negative once the net learns the recorruption's negative copy of its
         input, but on smooth images it does so while the fit still improves, so it stops

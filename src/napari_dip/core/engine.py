@@ -253,7 +253,8 @@ def run(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
     if r2r:
-        watch = DivergenceWatch(stop=cfg.auto_stop, draws=cfg.r2r_draws)
+        watch = DivergenceWatch(stop=cfg.auto_stop, draws=cfg.r2r_draws,
+                                noise_var=float(sure_var))
         what = (f"the mean of its outputs for {cfg.r2r_draws} recorrupted copies of the image"
                 if cfg.r2r_draws else "the net's output for the image")
         info.notes.append(
@@ -261,7 +262,8 @@ def run(
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 (f"stops where the net's outputs for the image and for the copies drift "
-                 f"apart ({watch.drift_ratio:g} x their smallest mean squared difference)"
+                 f"apart ({watch.drift_ratio:g} x their smallest mean squared difference "
+                 f"since the fit's estimate of its error fell below the noise variance)"
                  if cfg.r2r_draws else
                  "stops where the net's divergence at the image turns negative")
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
@@ -451,7 +453,9 @@ def run(
                 gap = float((at_image - est)[0][crop].square().mean())
         if members > 1:
             est = est.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
-        return watch.check(step, est[0], div, gap)
+        n = step - last_snapshot_step  # the fit's estimate of its error since the last check
+        fit = float(losses[:n].mean()) if n > 0 else None
+        return watch.check(step, est[0], div, gap, fit)
 
     def current_estimate(out: torch.Tensor) -> torch.Tensor:
         if watch is not None and watch.recent:

@@ -123,6 +123,14 @@ DIVERGENCE_KEEP = 4
 # improved for all 600 steps, it never passed 1.5 (after its smallest value, at most 1.12;
 # benchmarks/bench_r2r_trace.py, results/r2r_trace_cpu_draws.txt).
 DRIFT_RATIO = 1.5
+# The drift counts from the first check at which the fit's own estimate of its mean squared
+# error (the R2R loss less its offset, averaged over the steps since the last check) is
+# below this multiple of the noise variance, i.e. once its estimate beats the noisy image.
+# Before that the net is still nearly blank and its outputs hardly move with its input, so
+# their drift is small for want of a fit, not for want of an overfit: on colour images
+# (two CPU cores, the fast preset, astronaut at sigma 25) the smallest drift came at the
+# first check (18.9 dB), and a 1.5-fold rise at the second would have ended the run there.
+DRIFT_GATE = 1.0
 
 
 class DivergenceWatch:
@@ -144,11 +152,16 @@ class DivergenceWatch:
     """
 
     def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0,
-                 drift_ratio: float = DRIFT_RATIO) -> None:
+                 drift_ratio: float = DRIFT_RATIO, noise_var: float = 0.0,
+                 gate: float = DRIFT_GATE) -> None:
         self.keep = keep
         self.stop = stop
         self.draws = draws  # recorrupted copies per estimate (0: the image itself)
         self.drift_ratio = drift_ratio
+        # the drift counts once the fit's error estimate is below gate x noise_var (no
+        # gate where either is 0)
+        self.gate_level = gate * noise_var if gate > 0 and noise_var > 0 else float("inf")
+        self.opened_at: int | None = None  # the check from which the drift counts
         self.least_gap: float | None = None  # the smallest gap so far
         self.reason: str | None = None  # why check() said stop
         self.recent: list[torch.Tensor] = []
@@ -162,25 +175,31 @@ class DivergenceWatch:
         return "drift" if self.draws else "divergence"
 
     def check(self, step: int, estimate: torch.Tensor, divergence: float,
-              gap: float | None = None) -> bool:
+              gap: float | None = None, fit: float | None = None) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
         this step is then left out, and ``reason`` says why). ``gap`` (with draws): the
         mean squared difference between the net's output for the image and the estimate
         from recorrupted copies; the fit stops where it exceeds ``drift_ratio`` times its
         smallest value so far (the net has begun to fit its inputs off the image's
-        neighbourhood, and the two drift apart). Without draws it stops where
-        ``divergence`` is not positive."""
+        neighbourhood, and the two drift apart), counted from the first check whose
+        ``fit`` (the fit's estimate of its mean squared error; None: no gate) is below
+        the gate (DRIFT_GATE). Without draws it stops where ``divergence`` is not
+        positive."""
         self.last = float(divergence)
         self.last_gap = gap
         if self.draws and gap is None:
             raise ValueError(f"gap: expected the drift of a watch with draws={self.draws}, "
                              f"got None")
+        if self.opened_at is None and (fit is None or fit < self.gate_level):
+            self.opened_at = step
+        if self.opened_at is None:
+            gap = None  # not yet: the drift neither stops the run nor sets its reference
         if self.stop and self.recent:
             if not self.draws and divergence <= 0:
                 self.reason = (f"the net's divergence at the image turned negative at step "
                                f"{step} (it began to learn the recorruption)")
                 return True
-            if self.draws and self.least_gap is not None and (
+            if gap is not None and self.least_gap is not None and (
                     gap > self.drift_ratio * self.least_gap):
                 self.reason = (f"the net's outputs for the image and for recorrupted copies "
                                f"of it drifted apart at step {step} ({gap / self.least_gap:.2f}"

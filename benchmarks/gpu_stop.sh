@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One prepared GPU session for R2R's drift stop and the defaults as they now are (about 8
-# minutes on an H100/H200):
+# One prepared GPU session for R2R's drift stop and the defaults as they now are (about 10
+# minutes on an H100/H200; PART=1 runs the traces alone, PART=2 the rest, for two calls of
+# at most 10 minutes each):
 #  1. traces (bench_r2r_trace.py) of the balanced preset's four grey nets with the stop off,
 #     on the images where the stops differed on two CPU cores (moon, clock, brick, retina,
 #     hubble_deep_field at sigma 25, and at sigma 50), then of the fast preset's one net:
 #     where the drift stop fires on a GPU and with four nets, and what it costs against
-#     the best snapshot;
+#     the best snapshot; and of the balanced preset's colour nets (32 wide) on colour images,
+#     where a nearly blank first output once set the drift's reference (DRIFT_GATE);
 #  2. the time-budget table (bench_cpu_target.py) of the fast and balanced presets on the
 #     ten grey images of the CPU tables at sigma 25, with the stop on;
 #  3. the quality benchmark of the balanced preset (the default) on its 8 images at sigma
@@ -13,11 +15,19 @@
 # Usage: OUT=results_dir bash benchmarks/gpu_stop.sh
 TAIL="${TAIL:-34}"
 source "$(dirname "$0")/gpu_stages.sh"
+PART="${PART:-all}"
+if [ "$PART" != 2 ]; then
 RUNS="${RUNS:-moon:25,clock:25,brick:25,retina:25,hubble_deep_field:25,moon:50,clock:50,retina:50,hubble_deep_field:50}"
 stage "${LIMIT_TRACE:-150}" trace_balanced python3 benchmarks/bench_r2r_trace.py \
     --device "$DEVICE" --config balanced --runs "$RUNS" --json "$OUT/trace_balanced.json"
 stage "${LIMIT_TRACE:-150}" trace_fast python3 benchmarks/bench_r2r_trace.py \
     --device "$DEVICE" --config fast --runs "$RUNS" --json "$OUT/trace_fast.json"
+stage "${LIMIT_TRACE:-150}" trace_balanced_colour python3 benchmarks/bench_r2r_trace.py \
+    --device "$DEVICE" --config balanced --colour \
+    --runs "${COLOUR_RUNS:-astronaut:25,chelsea:25,coffee:25,rocket:25,astronaut:50,coffee:50}" \
+    --json "$OUT/trace_balanced_colour.json"
+fi
+[ "$PART" = 1 ] && exit 0
 TAIL=16 stage "${LIMIT_TABLE:-120}" table python3 benchmarks/bench_cpu_target.py \
     --device "$DEVICE" --sigma 25 --mark 5 --budget 20 --threads 8 \
     --configs "${CONFIGS:-fast,balanced}" \

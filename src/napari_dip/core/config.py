@@ -157,21 +157,20 @@ class DIPConfig:
         the run stops where their mean squared difference exceeds 1.5 times its smallest
         value so far (``stopping.DRIFT_RATIO``), counted once the fit's estimate of its
         error is below the noise variance (``stopping.DRIFT_GATE``), keeping the
-        estimates from before. The
-        net's divergence at y is measured at every snapshot too (``Snapshot.divergence``);
-        it turns negative once the net learns the recorruption's negative copy of its
-        input, but on smooth images it does so while the fit still improves, so it stops
-        the run only with ``r2r_draws=0`` (two CPU cores, 27 runs on 256x256 grey images
-        at sigma 15-50: the drift stop kept 0.17 dB less than the best snapshot on
-        average, a stop at the first negative divergence 1.27 dB less;
-        benchmarks/RESULTS.md) (the reported loss is the fit's estimate of the mean
-        squared error to the clean image of the output for the recorrupted input). Needs every
-        pixel known and method "dip", as SURE; the ``sure_*`` options (noise limits,
-        clipping) hold for it too. On two CPU cores the fast preset with it came 0.67 dB
-        below BM3D after 60 s on six 256x256 8-bit grey images at sigma 25, where SURE
-        came 1.07 dB below in the same run (0.96 at its end, 77 s), and 0.23 dB above
-        BM3D at sigma 50 on the six (with the drift stop; SURE on three of them: 0.04
-        below; benchmarks/RESULTS.md).
+        estimates from before. The net's divergence at y is measured at every snapshot
+        too (``Snapshot.divergence``); it turns negative once the net learns the
+        recorruption's negative copy of its input, but on smooth images it does so while
+        the fit still improves, so it stops the run only with ``r2r_draws=0`` (two CPU
+        cores, 27 runs on 256x256 grey images at sigma 15-50: the drift stop kept 0.17 dB
+        less than the best snapshot on average, a stop at the first negative divergence
+        1.27 dB less; benchmarks/RESULTS.md) (the reported loss is the fit's estimate of
+        the mean squared error to the clean image of the output for the recorrupted
+        input). Needs every pixel known and method "dip", as SURE; the ``sure_*``
+        options (noise limits, clipping) hold for it too. On two CPU cores the fast
+        preset with it came 0.67 dB below BM3D after 60 s on six 256x256 8-bit grey images
+        at sigma 25, where SURE came 1.07 dB below in the same run (0.96 at its end,
+        77 s), and 0.23 dB above BM3D at sigma 50 on the six (with the drift stop; SURE
+        on three of them: 0.04 below; benchmarks/RESULTS.md).
     r2r_alpha : float
         With ``loss="r2r"``: the recorruption's strength alpha (0.5, as in its paper): the
         net's input carries noise of std sigma sqrt(1 + alpha^2) and its target std

@@ -15,9 +15,10 @@ fitted long enough on one image, the net learns the map from the recorrupted inp
 y + a s z to the target y - s z / a that holds for this image, y (1 + 1/a^2) - input / a^2,
 whose divergence is negative, where a denoiser's is positive (it keeps part of what it is
 given). So the fit has gone past its best once the net's divergence at y turns negative.
-That reading is noisy and early on smooth images, so where the estimate comes from
-recorrupted copies of y the watch stops on a second sign instead: the net's output for y
-and its mean output for the copies drift apart once it begins to overfit.
+On smooth images, though, that sign comes early, while the fit still improves, so where
+the estimate comes from recorrupted copies of y the watch stops on another sign instead:
+the net's output for y and its mean output for the copies drift apart once it begins to
+overfit.
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ class DIPConfig:
         the mean squared error to the clean image of the output for the recorrupted
         input). Needs every pixel known and method "dip", as SURE; the ``sure_*``
         options (noise limits, clipping) hold for it too. On two CPU cores the fast
-        preset with it came 0.67 dB below BM3D after 60 s on six 256x256 8-bit grey images
+        preset with it came 0.66 dB below BM3D after 60 s on six 256x256 8-bit grey images
         at sigma 25, where SURE came 1.07 dB below in the same run (0.96 at its end,
         77 s), and 0.23 dB above BM3D at sigma 50 on the six (with the drift stop; SURE
         on three of them: 0.04 below; benchmarks/RESULTS.md).
@@ -361,7 +361,7 @@ SURE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 # The same nets fitted with Recorrupted-to-Recorrupted (loss="r2r"): one forward pass per
 # step instead of SURE's two, so twice the steps in the same time. On two CPU cores, six
-# 256x256 8-bit grey images at sigma 25: 30.09 dB on average after 60 s, 0.67 below BM3D,
+# 256x256 8-bit grey images at sigma 25: 30.10 dB on average after 60 s, 0.66 below BM3D,
 # where SURE gave 29.68 in the same run (29.79 at its end, 77 s); the lr falls to 0.3 of
 # its start over the 600 steps (a constant lr reached the same peaks on a noisier path),
 # and the run stops where the net's outputs for the image and for recorrupted copies of it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -33,18 +34,24 @@ from napari_dip.core.stopping import DRIFT_GATE, DRIFT_RATIO  # noqa: E402
 
 def trace(noisy, clean, preset, options, seed, device):
     """(step, PSNR, mean loss, divergence, drift) at every snapshot of a run with the stop
-    off (drift None without draws)."""
+    off (drift None without draws), and the noise std the run estimated from the image (as
+    a fraction of the data range, read from its note)."""
     rows = []
+    noise_std = None
     axis = -1 if noisy.ndim == 3 else None  # colour: channels last
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
                                    device=device, channel_axis=axis,
                                    **dict(options, auto_stop=False)):
         if snap.divergence is None:
             raise SystemExit(f"--config: {preset} {options} is not an R2R run")
+        if noise_std is None:
+            found = re.search(r"noise std ([0-9.e+-]+) of the data range",
+                              " ".join(snap.info.notes))
+            noise_std = float(found.group(1)) if found else float("nan")
         mean_loss = float(np.mean(snap.losses)) if len(snap.losses) else float("nan")
         rows.append((snap.step, round(float(snap.psnr), 3), mean_loss, snap.divergence,
                      snap.drift))
-    return rows
+    return rows, noise_std
 
 
 def where_stopped(rows, gate_level=None, ratio=DRIFT_RATIO):
@@ -76,7 +83,7 @@ def first_negative(rows):
     return next((i for i, r in enumerate(rows) if i > 0 and r[3] <= 0), None)
 
 
-def summarise(results, config, device):
+def summarise(results, config, device, gate=DRIFT_GATE):
     """Per run: the best snapshot, where the stop would have ended the run (and on which
     signal) and the PSNR it would have kept (the estimates from before that snapshot,
     whose mean the snapshot before shows), and the same for a stop at the first
@@ -84,7 +91,8 @@ def summarise(results, config, device):
     print(f"\n{config} on {device}, torch {torch.__version__}; 'drift / least': the drift "
           f"over its smallest value in the run; 'stop': where the run's stop fires (with "
           f"draws: the first snapshot whose drift exceeds {DRIFT_RATIO:g} x its smallest "
-          f"value since the mean loss fell below {DRIFT_GATE:g} x sigma^2; without: the "
+          f"value since the mean loss fell below {gate:g} x sigma^2 (0: from the first); "
+          f"without: the "
           f"first whose divergence is not positive); "
           f"'divergence': where a stop at the first non-positive divergence would fire; "
           f"'-': nowhere in the run")
@@ -94,7 +102,7 @@ def summarise(results, config, device):
     for run, rows in results.items():
         best = max(range(len(rows)), key=lambda i: rows[i][1])
         sigma = float(run.rpartition(":")[2]) / 255.0
-        stop, signal = where_stopped(rows, DRIFT_GATE * sigma ** 2)
+        stop, signal = where_stopped(rows, gate * sigma ** 2 if gate > 0 else None)
         kept = rows[stop - 1][1] if stop is not None else rows[-1][1]
         neg = first_negative(rows)
         kept_neg = rows[neg - 1][1] if neg is not None else rows[-1][1]
@@ -122,6 +130,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None, nargs="+", metavar="JSON",
                     help="summarise traces written by --json instead of running")
+    ap.add_argument("--gate", type=float, default=DRIFT_GATE,
+                    help="the drift's gate in the summary, x sigma^2 (0: none; default: "
+                         "the engine's DRIFT_GATE)")
     args = ap.parse_args(argv)
     if args.from_json:
         results, config, device = {}, None, None
@@ -129,7 +140,7 @@ def main(argv=None):
             saved = json.loads(Path(path).read_text())
             config, device = saved["config"], saved["device"]
             results.update(saved["traces"])
-        summarise(results, config, device)
+        summarise(results, config, device, args.gate)
         return
     if args.config not in CONFIGS:
         ap.error(f"--config: expected one of {', '.join(CONFIGS)}, got {args.config!r}")
@@ -144,15 +155,16 @@ def main(argv=None):
             ap.error(f"--runs: expected IMAGE:SIGMA pairs, got {run!r}")
         noisy, clean = test_image(name, sigma=sigma_value, seed=args.seed,
                                   colour=args.colour)
-        rows = trace(noisy, clean, preset, options, args.seed, args.device)
+        rows, noise_std = trace(noisy, clean, preset, options, args.seed, args.device)
         results[run] = rows
         least = min((r[4] for r in rows if r[4] is not None), default=None)
-        print(f"\n{run} ({args.config})\n  step    PSNR   mean loss  divergence     drift"
-              f"  / least", flush=True)
+        print(f"\n{run} ({args.config}); noise std the run estimated {noise_std:.4g} of the "
+              f"data range, added {sigma_value / 255:.4g}\n  step    PSNR   mean loss  "
+              f"divergence     drift  / least", flush=True)
         for step, p, loss, div, drift in rows:
             tail = "" if drift is None else f"  {drift:.3e}  {drift / least:6.2f}"
             print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+10.4f}{tail}", flush=True)
-    summarise(results, args.config, args.device)
+    summarise(results, args.config, args.device, args.gate)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": args.config, "device": args.device,
                                                "traces": results}, indent=1))

@@ -115,7 +115,6 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     # with draws a negative divergence stops nothing (on smooth images it turns while the
     # fit still improves): the drift decides; it is still recorded
     other = DivergenceWatch(draws=2)
-    assert other.signal == "drift" and DivergenceWatch().signal == "divergence"
     other.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5)
     for step in (50, 75, 100):
         assert not other.check(step, torch.zeros(1, 2, 2), -0.01, 1e-5)
@@ -138,11 +137,12 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     # a watch with draws needs the gap
     with pytest.raises(ValueError, match="gap: expected the drift"):
         DivergenceWatch(draws=2).check(25, torch.zeros(1, 2, 2), 0.05)
-    # without the stop, or without gaps (r2r_draws=0), a growing gap stops nothing
+    # without the stop, or without draws (r2r_draws=0: the divergence decides), a growing
+    # gap stops nothing and sets no reference
     for watch in (DivergenceWatch(draws=2, stop=False), DivergenceWatch()):
         for step, gap in ((25, 1e-5), (50, 1e-3)):
-            assert not watch.check(step, torch.zeros(1, 2, 2), 0.05,
-                                   gap if watch.draws else None)
+            assert not watch.check(step, torch.zeros(1, 2, 2), 0.05, gap)
+    assert watch.least_gap is None and watch.last_gap == 1e-3
 
 
 def test_a_net_that_learns_the_recorruption_is_stopped():
@@ -201,6 +201,7 @@ def test_the_estimate_from_recorrupted_copies_or_the_image(noisy_crop, camera_cr
     assert "the net's output for the image, averaged" in " ".join(runs[0].info.notes)
     assert runs[0].stop_reason.endswith("the image at steps 20, 30, 40")
     assert "for 2 recorrupted copies" in runs[2].stop_reason
+    assert np.array_equal(runs[0].losses, runs[2].losses)  # the same fit
     assert not np.array_equal(runs[0].image, runs[2].image)
     assert abs(runs[0].psnr - runs[2].psnr) < 1.0
     again = restore(noisy_crop, steps=40, reference=camera_crop, **KW)

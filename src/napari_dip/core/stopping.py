@@ -170,11 +170,6 @@ class DivergenceWatch:
         self.last: float | None = None  # the latest check's divergence
         self.last_gap: float | None = None  # and its gap (with draws)
 
-    @property
-    def signal(self) -> str:
-        """What the stop watches: "drift" with draws, else "divergence"."""
-        return "drift" if self.draws else "divergence"
-
     def check(self, step: int, estimate: torch.Tensor, divergence: float,
               gap: float | None = None, fit: float | None = None) -> bool:
         """Record the check of ``step``; True where the fit should stop (the estimate of
@@ -193,21 +188,22 @@ class DivergenceWatch:
                              f"got None")
         if self.opened_at is None and (fit is None or fit < self.gate_level):
             self.opened_at = step
-        if self.opened_at is None:
-            gap = None  # not yet: the drift neither stops the run nor sets its reference
+        # the drift counts with draws, from the gate on; before, it neither stops the run
+        # nor sets its reference
+        counts = bool(self.draws) and self.opened_at is not None
         if self.stop and self.recent:
             if not self.draws and divergence <= 0:
                 self.reason = (f"the net's divergence at the image turned negative at step "
                                f"{step} (it began to learn the recorruption)")
                 return True
-            if gap is not None and self.least_gap is not None and (
+            if counts and self.least_gap is not None and (
                     gap > self.drift_ratio * self.least_gap):
                 self.reason = (f"the net's outputs for the image and for recorrupted copies "
                                f"of it drifted apart at step {step} ({gap / self.least_gap:.2f}"
                                f" x their smallest mean squared difference; it began to "
                                f"overfit)")
                 return True
-        if gap is not None:
+        if counts:
             self.least_gap = gap if self.least_gap is None else min(self.least_gap, gap)
         self.recent.append(estimate)
         self.steps.append(step)

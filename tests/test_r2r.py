@@ -180,7 +180,7 @@ def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):
     with pytest.raises(ValueError, match=r"loss: 'r2r' .* mask"):
         restore(camera_crop, mask=mask, steps=5, loss="r2r", **KW)
     res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=5, **KW)
-    assert res.info.config.loss == "mse"  # a mask: the papers' loss
+    assert res.info.config.loss == "holdout"  # a mask: the hold-out fit fills it
     for bad in (0.0, -1.0, 11.0):
         with pytest.raises(ValueError, match="r2r_alpha"):
             make_config("dip", "fast", r2r_alpha=bad)
@@ -220,8 +220,8 @@ def test_presets_memory_and_fallback():
     # the fallback drops R2R's own settings but keeps what was chosen on top of them
     fallback = sure_fallback(make_config("dip", "fast", steps=50, r2r_alpha=0.7))
     assert fallback.loss == "mse" and fallback.steps == 50
-    assert fallback.width == make_config("dip", "fast", masked=True).width
-    assert sure_fallback(r2r).steps == make_config("dip", "fast", masked=True).steps
+    assert fallback.width == make_config("dip", "fast", masked=True, loss="mse").width
+    assert sure_fallback(r2r).steps == make_config("dip", "fast", masked=True, loss="mse").steps
 
 
 def test_shot_noise_and_clipping_checks_hold_for_r2r(camera_crop):

@@ -51,10 +51,12 @@ def test_sure_runs_repeat_bit_for_bit_and_with_members(noisy_crop):
     assert np.isfinite(two.losses).all()
 
 
-def test_a_mask_gets_the_papers_loss_with_the_fast_preset(camera_crop):
+def test_a_mask_gets_the_holdout_fit_or_the_papers_loss_with_the_fast_preset(camera_crop):
     mask = np.zeros(camera_crop.shape, bool)
     mask[20:30, 20:30] = True
     res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=20, **FAST)
+    assert res.info.config.loss == "holdout"
+    res = restore(np.where(mask, 0, camera_crop), mask=mask, steps=20, loss="mse", **FAST)
     cfg = res.info.config
     assert cfg.loss == "mse" and cfg.width == PRESET_OVERRIDES["fast"]["dip"]["width"]
     with pytest.raises(ValueError, match=r"loss: 'sure' .* mask"):
@@ -66,14 +68,14 @@ def test_presets_and_validation():
     assert fast.loss == "r2r" and fast.jitter == 0 and fast.backtrack_db == 0
     sure = make_config("dip", "fast", loss="sure")  # with the preset's SURE settings
     assert sure.loss == "sure" and sure.steps == 300 and fast.steps == 600
-    assert make_config("dip", "fast", masked=True).loss == "mse"
+    assert make_config("dip", "fast", masked=True).loss == "holdout"
     plain = make_config("dip", "fast", loss="mse")  # the papers' loss with the fast net
-    assert plain == make_config("dip", "fast", masked=True)
+    assert plain == make_config("dip", "fast", masked=True, loss="mse")
     assert make_config("dip", "quality").loss == "mse"
     assert make_config("sgld", "fast").loss == "mse"
     with pytest.raises(ValueError, match="loss: method 'sgld'"):
         make_config("sgld", "fast", loss="sure")
-    with pytest.raises(ValueError, match="loss: expected one of 'mse', 'sure'"):
+    with pytest.raises(ValueError, match="loss: expected one of 'mse', 'sure', 'r2r', 'holdout'"):
         make_config("dip", "fast", loss="l1")
     with pytest.raises(TypeError, match="masked: expected True or False"):
         make_config("dip", "fast", masked="yes")
@@ -82,8 +84,8 @@ def test_presets_and_validation():
 
 def test_balanced_preset_averages_four_nets(noisy_crop, camera_crop):
     """The default preset: the fast preset's R2R nets (or, asked for, its SURE nets), four
-    of them averaged, where there is no mask; with a mask its own net and the papers'
-    loss; above the noise limit the fast preset's squared-error settings with the four
+    of them averaged, where there is no mask; with a mask four hold-out nets, or, asked
+    for, its own net with the papers' loss; above the noise limit the fast preset's squared-error settings with the four
     nets kept."""
     cfg = make_config("dip", "balanced")
     assert cfg.loss == "r2r" and cfg.members == 4
@@ -95,7 +97,9 @@ def test_balanced_preset_averages_four_nets(noisy_crop, camera_crop):
                      "backtrack_db", "sure_max_noise", "sure_max_trend", "snapshot_every",
                      "r2r_alpha"):
             assert getattr(mine, name) == getattr(fast, name), (loss, name)
-    masked = make_config("dip", "balanced", masked=True)
+    assert make_config("dip", "balanced", masked=True).loss == "holdout"
+    assert make_config("dip", "balanced", masked=True).members == 4
+    masked = make_config("dip", "balanced", masked=True, loss="mse")
     assert masked.loss == "mse" and masked.members == 1
     assert masked.width == PRESET_OVERRIDES["balanced"]["dip"].get("width", 128)
     assert make_config("dip", "balanced", loss="mse") == masked
@@ -245,7 +249,7 @@ def test_colour_width_widens_the_net_for_colour_images_only(camera_crop):
     balanced = make_config("dip", "balanced")
     assert net_config(balanced, 3).width == 32 and net_config(balanced, 1).width == 16
     assert net_config(make_config("dip", "balanced", width=8), 3).width == 8
-    assert make_config("dip", "balanced", masked=True).colour_width == 0
+    assert make_config("dip", "balanced", masked=True, loss="mse").colour_width == 0
     assert estimate_memory(cfg, (64, 64), 3) > estimate_memory(
         make_config("dip", "fast"), (64, 64), 3)
     rgb = np.stack([camera_crop, camera_crop[::-1], camera_crop.T], -1)

@@ -346,7 +346,7 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
 
 
-def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, dock):
+def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock):
     viewer.add_image(tiny_image(), name="img")
     dock.mask_layer.value = None
     dock.method.value = "dip"
@@ -357,17 +357,18 @@ def test_a_mask_switches_the_presets_between_sure_r2r_and_mse(qtbot, viewer, doc
     assert "drift apart" in dock.auto_stop.native.toolTip()
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
-    assert dock.data_term.value == "mse" and dock.auto_stop.enabled
+    assert dock.data_term.value == "holdout" and dock.auto_stop.enabled
+    assert "hidden from the network" in dock.auto_stop.native.toolTip()
     assert dock.steps.value == make_config("dip", "fast", masked=True).steps
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None
     assert dock.data_term.value == "r2r"
-    # the default preset averages four R2R nets without a mask, one net with a mask
+    # the default preset averages four R2R nets without a mask, four hold-out nets with one
     dock.preset.value = "balanced"
     assert dock.data_term.value == "r2r" and dock.members.value == 4
     assert "members" not in dock.run_options()  # the preset's own value
     dock.mask_layer.value = labels
-    assert dock.data_term.value == "mse" and dock.members.value == 1
+    assert dock.data_term.value == "holdout" and dock.members.value == 4
     assert dock.steps.value == make_config("dip", "balanced", masked=True).steps
     dock.mask_layer.value = None
     dock.preset.value = "fast"

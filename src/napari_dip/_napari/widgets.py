@@ -80,7 +80,7 @@ NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
 SGLD_ONLY = ("burn_in", "thinning")
 DIP_ONLY = ("data_term",)
 LOSS_CHOICES = [("squared error (fills masks)", "mse"), ("SURE (denoising)", "sure"),
-                ("R2R (denoising)", "r2r")]
+                ("R2R (denoising)", "r2r"), ("hold-out (fills masks)", "holdout")]
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -458,6 +458,7 @@ class DIPWidget(Container):
         sgld = self.method.value == "sgld"
         sure = not sgld and self.data_term.value == "sure"
         r2r = not sgld and self.data_term.value == "r2r"
+        hold = not sgld and self.data_term.value == "holdout"
         self.auto_stop.enabled = not (sgld or sure)
         self.auto_stop.native.setToolTip(
             "SGLD's posterior mean does not overfit: it runs its full schedule." if sgld else
@@ -465,6 +466,9 @@ class DIPWidget(Container):
             sure else
             "Stop where the network's outputs for the image and for re-noised copies of "
             "it drift apart (it begins to overfit) and keep the estimate from before." if r2r
+            else
+            "Stop once the error on known pixels hidden from the network has not fallen "
+            "for a while and keep the estimate with the lowest one." if hold
             else
             "Stop once the estimate explains the image down to its noise level (or, with a "
             "mask, when the output stops improving) and keep that estimate.")

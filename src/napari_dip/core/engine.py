@@ -25,7 +25,8 @@ from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
-from .stopping import DivergenceWatch, Discrepancy, WindowedVariance
+from .fill import push_pull
+from .stopping import DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
 
 
 # torch.compile backend per device type; other devices run the net as it is. (On two CPU
@@ -163,6 +164,7 @@ def run(
     own = cfg.loss in IMAGE_LOSSES  # SURE or R2R: the net denoises the image itself
     sure = cfg.loss == "sure"
     r2r = cfg.loss == "r2r"
+    hold = cfg.loss == "holdout"  # the net predicts known pixels hidden from it
     sure_var = arrays.noise_variance(prep.data) if own else None  # also the stop rule's
     clip_ends = (False, False)
     if own and cfg.sure_clipping == "impute":
@@ -230,6 +232,8 @@ def run(
     target = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
     if own:  # every member gets the image
         z = target.repeat(1, cfg.members, *([1] * nd))
+    elif hold:  # the input is made at every step from the pixels left visible
+        z = target
     else:
         z = make_input(cfg, padded.shape[1:], generator=cpu_gen, device=device)
     z = z.contiguous(memory_format=layout)
@@ -237,6 +241,18 @@ def run(
     weight = None if weight_np is None else torch.from_numpy(weight_np)[None].to(device)
     denom = float(np.broadcast_to(weight_np, padded.shape).sum()) if weight_np is not None else (
         float(target.numel()))
+    if hold:
+        # every known pixel (of the padded image) may be hidden; the padding never
+        known_t = (weight if weight is not None else
+                   torch.ones((1, 1, *padded.shape[1:]), device=device))
+        hold_u = torch.empty_like(known_t)
+        # the groups of the estimate: each known pixel is hidden in one of hold_groups passes
+        hold_groups = max(2, round(1.0 / cfg.holdout_share))
+        group_of = torch.randint(hold_groups, known_t.shape, generator=cpu_gen,
+                                 dtype=torch.uint8).to(device)
+        # the noise variance of the known pixels, for the blend of data and prediction there
+        hold_var = float(arrays.noise_variance(prep.data, prep.known))
+        hold_blend: list[float] = []  # the weight of the data at the latest check
 
     opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    schedule=(cfg.steps, cfg.lr_final))
@@ -244,10 +260,21 @@ def run(
     moments = RunningMoments() if sgld else None
     stopper = None
     discrepancy = None
-    rule = cfg.stop_rule if cfg.auto_stop and not sgld and not own else None
+    rule = cfg.stop_rule if cfg.auto_stop and not sgld and not own and not hold else None
     watch = None
     if fallback_note is not None:
         info.notes.append(fallback_note)
+    if hold:
+        watch = HoldoutWatch(stop=cfg.auto_stop, patience=cfg.stop_patience)
+        info.notes.append(
+            f"loss: hold-out: at every step the net sees the image with "
+            f"{cfg.holdout_share:.0%} of its known pixels hidden, filled in (push-pull), "
+            f"and is fitted to predict them; the estimate takes every known pixel from one "
+            f"of {hold_groups} passes that hide it and the gaps from their mean, "
+            f"averaged over the last {watch.keep} snapshots; " + (
+                f"stops after {cfg.stop_patience} steps without a new low of the error on "
+                f"hidden pixels" if cfg.auto_stop else
+                f"runs its {cfg.steps} steps (auto_stop off)"))
     if sure:
         info.notes.append(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
@@ -311,7 +338,8 @@ def run(
                               f"loss is below {threshold:.3g} ({cfg.stop_fit} x the noise "
                               f"variance estimated from the image)")
         stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup, threshold)
-    backtrack = Backtracker(opt, cfg.backtrack_db) if cfg.backtrack_db > 0 and not sure else None
+    backtrack = Backtracker(opt, cfg.backtrack_db) if (
+        cfg.backtrack_db > 0 and not sure and not hold) else None
     losses = torch.zeros(cfg.snapshot_every, device=device)
     noise = torch.empty_like(z)
     out_now = torch.zeros_like(target)
@@ -319,7 +347,7 @@ def run(
     members_now = torch.zeros((members, *target.shape[1:]), device=device) if (
         sgld and members > 1) else None
     loss_now = torch.zeros((), device=device)
-    ema = torch.zeros_like(target) if cfg.ema > 0 else None
+    ema = torch.zeros_like(target) if cfg.ema > 0 and not hold else None
     last_snapshot_step = 0
     step = 0
     stop_reason = None
@@ -330,9 +358,32 @@ def run(
     r2r_out = float(np.sqrt(sure_var) / cfg.r2r_alpha) if r2r else 0.0
     r2r_offset = float(sure_var * (1.0 + 1.0 / cfg.r2r_alpha ** 2)) if r2r else 0.0
 
+    def hold_predict(visible: torch.Tensor, net_fn, mixed: bool = True) -> torch.Tensor:
+        """The net's prediction, member by member ``(1, K * C, ...)``, from the pixels
+        ``visible`` leaves it: the push-pull fill of the image from them plus the net's
+        correction (its output less 0.5), the net given the fill, the visible pixels and
+        where they are; ``mixed``: in bfloat16 where the run uses it."""
+        shown = visible.expand_as(target)
+        filled = push_pull(target, shown)
+        x = torch.cat([filled, target * shown, shown], 1)
+        if members > 1:
+            x = x.repeat(1, members, *([1] * nd))
+            filled = filled.repeat(1, members, *([1] * nd))
+        x = x.contiguous(memory_format=layout)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16 and mixed,
+                            cache_enabled=False):
+            raw = net_fn(x)
+        return filled + (raw.float() - 0.5)
+
     def core_step() -> None:
         """One optimisation step on static tensors only (so it can be graph-captured)."""
-        if cfg.jitter > 0 or own:
+        if hold:
+            if hold_u.device.type == gen.device.type:
+                hold_u.uniform_(generator=gen)
+            else:
+                hold_u.copy_(torch.rand(hold_u.shape, generator=gen))
+            hidden = (hold_u < cfg.holdout_share).float() * known_t
+        if (cfg.jitter > 0 and not hold) or own:
             if noise.device.type == gen.device.type:
                 noise.normal_(generator=gen)
             else:
@@ -341,22 +392,28 @@ def run(
             z_in = z + noise * r2r_in
         else:
             z_in = z + noise * cfg.jitter if cfg.jitter > 0 and not sure else z
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,
-                            cache_enabled=False):
-            out = forward(z_in)
-            moved = forward(z + noise * SURE_STEP).float() if sure else None
-        out = out.float()
+        if hold:
+            out = hold_predict(known_t - hidden, forward)
+            moved = None
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,
+                                cache_enabled=False):
+                out = forward(z_in)
+                moved = forward(z + noise * SURE_STEP).float() if sure else None
+            out = out.float()
         probe = noise
         if members > 1:  # (1, K*C, ...) -> (K, C, ...): one estimate per member
             out = out.unflatten(1, (members, -1))[0]
             if sure:
                 moved = moved.unflatten(1, (members, -1))[0]
-            probe = noise.unflatten(1, (members, -1))[0]
+            probe = noise if hold else noise.unflatten(1, (members, -1))[0]
         diff = out - target
         if r2r:  # the target's own noise: -s z / alpha
             diff = diff + probe * r2r_out
         # the sum of the members' mean squared errors (each member fits on its own)
-        if weight is not None:
+        if hold:  # on the hidden pixels only
+            loss = (diff.square() * hidden).sum() / hidden.expand_as(target).sum().clamp_min(1.0)
+        elif weight is not None:
             loss = (diff.square() * weight).sum() / denom
         else:
             loss = diff.square().mean() * members
@@ -416,6 +473,8 @@ def run(
         elif stopper is not None:
             best = int(stopper.best_step.item())
             best = best + 1 if best >= 0 else None
+        elif hold:
+            best = watch.best_step
         elif watch is not None and watch.steps:
             best = watch.steps[-1]
         return Snapshot(
@@ -426,8 +485,8 @@ def run(
             stop_reason=reason, done=final, elapsed=time.perf_counter() - t0,
             max_steps=cfg.steps, best_step=best,
             samples=moments.count if sgld else 0, losses=loss_hist, info=info,
-            divergence=None if watch is None else watch.last,
-            drift=None if watch is None else watch.last_gap,
+            divergence=watch.last if r2r else None,
+            drift=watch.last_gap if r2r else None,
         )
 
     def r2r_check() -> bool:
@@ -456,6 +515,36 @@ def run(
         n = step - last_snapshot_step  # the fit's estimate of its error since the last check
         fit = float(losses[:n].mean()) if n > 0 else None
         return watch.check(step, est[0], div, gap, fit)
+
+    def holdout_check() -> bool:
+        """Keep the hold-out fit's estimate: the gaps from the mean of ``hold_groups``
+        passes that each hide one group of the known pixels; every known pixel from the
+        pass that hides it, blended with its data (see below). True where the watch says
+        stop (see HoldoutWatch). Runs the net as it is, in float32, without gradients."""
+        with torch.no_grad():
+            pred_all = torch.zeros_like(target)
+            gaps = (1.0 - known_t).expand_as(target) / hold_groups
+            for g in range(hold_groups):
+                hid = known_t * (group_of == g)
+                pred = hold_predict(known_t - hid, net, mixed=False)
+                if members > 1:
+                    pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
+                pred_all += pred * (hid.expand_as(target) + gaps)
+        n = step - last_snapshot_step  # the mean error on hidden pixels since the last check
+        error = float(losses[:n].mean()) if n > 0 else float("inf")
+        # At a known pixel the data (error: the noise variance v) and the prediction from
+        # its neighbours (error about m = the error on hidden pixels less v) are two
+        # estimates of the clean value; weighting the data by m / (m + v) gives the least
+        # error of such blends: the data where there is no noise, mostly the prediction
+        # where the noise is large against what the net cannot predict.
+        excess = max(error - hold_var, 0.0) if np.isfinite(error) else 1.0
+        share = excess / (excess + hold_var) if excess + hold_var > 0 else 1.0
+        hold_blend[:] = [share]
+        shown = known_t.expand_as(target)
+        est = pred_all + shown * share * (target - pred_all)
+        return watch.check(step, est[0], error)
+
+    watch_check = holdout_check if hold else r2r_check
 
     def current_estimate(out: torch.Tensor) -> torch.Tensor:
         if watch is not None and watch.recent:
@@ -511,7 +600,7 @@ def run(
                 discrepancy.update(i, current_estimate(o)[0])
             step = i + 1
             if step % cfg.snapshot_every == 0 and step < cfg.steps:
-                if watch is not None and r2r_check():
+                if watch is not None and watch_check():
                     stop_reason = f"stopped: {watch.reason}; {watch.describe()}"
                     break
                 if discrepancy is not None:
@@ -546,11 +635,17 @@ def run(
                                f"estimate")
         elif watch is not None:
             if stop_reason is None:
-                turned = r2r_check()  # the last step's output too
+                turned = watch_check()  # the last step's output too
                 stop_reason = (f"reached the maximum of {cfg.steps} steps; "
                                f"{watch.describe()}" + (
-                                   f" (left out: {watch.reason})" if turned else ""))
+                                   f" (left out: {watch.reason})" if turned and r2r else ""))
             final = watch.estimate[None]
+            if hold and hold_blend:
+                info.notes.append(
+                    f"loss: hold-out: the known pixels are {hold_blend[0]:.3g} x their data + "
+                    f"{1 - hold_blend[0]:.3g} x the prediction from their neighbours (noise "
+                    f"variance {hold_var:.3g} estimated from the image, error on hidden "
+                    f"pixels {watch.last_error:.3g}, at the latest check)")
         elif stopper is not None:
             best = int(stopper.best_step.item())
             if best >= 0:

@@ -228,3 +228,68 @@ class DivergenceWatch:
         if len(used) == 1:
             return f"the net's output for the image at {at}"
         return f"mean of the net's outputs for the image at {at}"
+
+
+class HoldoutWatch:
+    """Keeps the estimates of a hold-out fit (``loss="holdout"``) and, with ``stop``, says
+    when to stop. The fit's loss is its squared error on known pixels hidden from the
+    net, so, unlike the papers' loss, it measures how well the net predicts pixels it was
+    not shown, the thing the gaps need: it falls while the fit improves and stops
+    falling when it no longer does (on noisy data it includes the noise variance, a
+    constant). A check gets the mean loss since the previous check (``error``); the
+    estimate is the mean of the last ``keep`` checks' estimates from at least half the
+    latest one's step on (the fit jitters with the random choice of hidden pixels), and
+    the watch holds on to the estimate at the check with the lowest error so far, which
+    is what the run returns. With ``stop`` it says stop once ``patience`` steps have
+    passed without a new lowest error.
+    """
+
+    def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True,
+                 patience: int = 300) -> None:
+        self.keep = keep
+        self.stop = stop
+        self.patience = patience
+        self.recent: list[torch.Tensor] = []
+        self.steps: list[int] = []
+        self.best_error = float("inf")
+        self.best_step: int | None = None
+        self.best_steps: list[int] = []  # the steps averaged into the best estimate
+        self.best_estimate: torch.Tensor | None = None
+        self.last_error: float | None = None
+        self.reason: str | None = None
+
+    def check(self, step: int, estimate: torch.Tensor, error: float) -> bool:
+        """Record the check of ``step`` with its ``estimate`` and the mean hold-out
+        ``error`` since the last check; True where the fit should stop (``reason`` says
+        why)."""
+        self.last_error = float(error)
+        self.recent.append(estimate)
+        self.steps.append(step)
+        del self.recent[:-self.keep], self.steps[:-self.keep]
+        if self.best_step is None or error < self.best_error:
+            self.best_error = float(error)
+            self.best_step = step
+            used = self._used()
+            self.best_steps = [self.steps[i] for i in used]
+            self.best_estimate = torch.stack([self.recent[i] for i in used]).mean(0)
+        if self.stop and step - self.best_step >= self.patience:
+            self.reason = (f"no new low of the error on hidden pixels for {self.patience} "
+                           f"steps after step {self.best_step}")
+            return True
+        return False
+
+    def _used(self) -> list[int]:
+        return [i for i, s in enumerate(self.steps) if 2 * s >= self.steps[-1]]
+
+    @property
+    def estimate(self) -> torch.Tensor:
+        """The estimate of the check with the lowest error so far."""
+        if self.best_estimate is None:
+            raise RuntimeError("estimate: no check recorded yet")
+        return self.best_estimate
+
+    def describe(self) -> str:
+        at = self.best_steps
+        where = f"step {at[0]}" if len(at) == 1 else f"steps {', '.join(map(str, at))}"
+        return (f"mean of the estimates at {where} (the lowest error on hidden pixels, "
+                f"{self.best_error:.3g}, at step {self.best_step})")

@@ -189,8 +189,10 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     # per-pixel buffers: target, weight, output, EMA, best estimate, SGLD moments, the stop
     # rule's window of outputs (R2R: its recent estimates), and the input code with its jitter
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
-    if cfg.loss == "r2r":  # the estimates the divergence watch averages
+    if cfg.loss in ("r2r", "holdout"):  # the estimates the watch averages
         images += DIVERGENCE_KEEP
+    if cfg.loss == "holdout":  # the push-pull fill's levels, the hidden pixels, their groups
+        images += 12
     buffers = 4.0 * pixels * (channels * (images + cfg.members)
                               + 2 * net_cfg.input_channels * cfg.members)
     return int(MARGIN * (act + buffers + PARAMETER_BYTES * params))

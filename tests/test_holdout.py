@@ -1,0 +1,152 @@
+"""Filling masks with the hold-out fit (``loss="holdout"``): a net that learns, from the
+image alone, to predict known pixels hidden from it, on top of a push-pull fill of the
+gaps, and the fill itself."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dip import iterate, make_config, restore
+from napari_dip.core.fill import push_pull
+from napari_dip.core.stopping import HoldoutWatch
+
+KW = dict(preset="fast", seed=0, device="cpu")
+
+
+def _psnr_on(a, b, where):
+    return 10 * np.log10(1 / np.mean((np.clip(a, 0, 1) - b)[where] ** 2))
+
+
+@pytest.fixture
+def holes(camera_crop):
+    return np.random.default_rng(1).random(camera_crop.shape) < 0.5
+
+
+def _fill(image, missing):
+    v = torch.from_numpy(np.asarray(image, np.float32))[None, None]
+    w = torch.from_numpy((~missing).astype(np.float32))[None, None]
+    return push_pull(v, w)[0, 0].numpy()
+
+
+def test_push_pull_keeps_known_pixels_and_fills_gaps_of_any_size():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:56] / 56.0
+    ramp = (0.2 + 0.5 * xx + 0.2 * yy).astype(np.float32)
+    missing = rng.random(ramp.shape) < 0.6
+    missing[10:30, 15:45] = True  # and a block far wider than the kernel
+    out = _fill(ramp, missing)
+    assert np.array_equal(out[~missing], ramp[~missing])
+    assert np.isfinite(out).all()
+    # a smooth image comes back close, in the block too, and within the known values
+    assert np.abs(out - ramp).max() < 0.05
+    assert ramp[~missing].min() - 1e-6 <= out.min() and out.max() <= ramp[~missing].max() + 1e-6
+    # a constant stays constant; a volume with few planes and several channels works
+    const = _fill(np.full((9, 7), 0.3, np.float32), rng.random((9, 7)) < 0.9)
+    assert np.allclose(const, 0.3)
+    vol = torch.rand(1, 2, 3, 16, 20)
+    seen = (torch.rand(1, 1, 3, 16, 20) > 0.7).float()
+    filled = push_pull(vol, seen)
+    assert filled.shape == vol.shape and torch.equal(filled * seen, vol * seen)
+    assert torch.isfinite(filled).all()
+    with pytest.raises(ValueError, match="values: expected"):
+        push_pull(torch.rand(3, 8, 8), torch.ones(3, 8, 8))
+
+
+def test_the_presets_fill_masks_with_the_holdout_fit(camera_crop, holes):
+    cfg = make_config("dip", "fast", masked=True)
+    assert cfg.loss == "holdout" and cfg.width == 16 and cfg.holdout_share == 0.2
+    assert make_config("dip", "balanced", masked=True).members == 4
+    assert make_config("dip", "quality", masked=True).loss == "mse"
+    assert make_config("dip", "fast", masked=True, loss="mse").width == 32
+    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
+    res = restore(observed, mask=holes, steps=150, snapshot_every=25, **KW)
+    notes = " ".join(res.info.notes)
+    assert "loss: hold-out" in notes and "5 passes" in notes
+    assert not any(n.startswith("stop rule") for n in res.info.notes)
+    # better in the gaps than the fill the net starts from
+    fill = _fill(camera_crop, holes)
+    assert _psnr_on(res.image, camera_crop, holes) > _psnr_on(fill, camera_crop, holes) + 0.5
+    # a known pixel blends its data with its prediction from its neighbours, weighted by
+    # the noise: on a noise-free image it is nearly the data; keep_known puts the data back
+    assert "x their data" in notes
+    assert _psnr_on(res.image, camera_crop, ~holes) > 40
+    kept = restore(observed, mask=holes, steps=150, snapshot_every=25, keep_known=True, **KW)
+    assert np.array_equal(kept.image[~holes], observed[~holes])
+    assert np.array_equal(kept.image[holes], res.image[holes])
+    assert "(the lowest error on hidden pixels" in res.stop_reason
+    assert res.best_step is not None and 0 < res.best_step <= 150
+
+
+def test_noisy_known_pixels_are_denoised_by_their_neighbours(noisy_crop, camera_crop, holes):
+    observed = np.where(holes, 0.0, noisy_crop).astype(np.float32)
+    res = restore(observed, mask=holes, steps=150, snapshot_every=25, **KW)
+    before = _psnr_on(noisy_crop, camera_crop, ~holes)
+    assert _psnr_on(res.image, camera_crop, ~holes) > before + 2
+    blend = [n for n in res.info.notes if "x their data" in n]
+    assert len(blend) == 1 and float(blend[0].split("known pixels are ")[1].split()[0]) < 0.6
+
+
+def test_holdout_runs_repeat_bit_for_bit_with_members_colour_and_tiles(camera_crop, holes):
+    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
+    a = restore(observed, mask=holes, steps=20, snapshot_every=10, **KW)
+    b = restore(observed, mask=holes, steps=20, snapshot_every=10, **KW)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.losses, b.losses)
+    two = restore(observed, mask=holes, steps=20, snapshot_every=10, members=2, **KW)
+    assert two.image.shape == a.image.shape and not np.array_equal(two.image, a.image)
+    assert np.isfinite(two.losses).all()
+    rgb = np.stack([observed, observed[::-1], observed[:, ::-1]], -1)
+    colour = restore(rgb, mask=holes, channel_axis=-1, steps=10, snapshot_every=5, **KW)
+    assert colour.image.shape == rgb.shape and np.isfinite(colour.image).all()
+    tiled = restore(observed, mask=holes, steps=20, snapshot_every=10, tile_size=32,
+                    tile_overlap=8, **KW)
+    assert tiled.info.tiles is not None and tiled.info.tiles["tiles"] > 1
+    assert tiled.image.shape == observed.shape
+
+
+def test_holdout_fills_a_volume(camera_crop):
+    vol = np.stack([camera_crop[:32, :32]] * 4).astype(np.float32)
+    missing = np.random.default_rng(2).random(vol.shape) < 0.4
+    res = restore(np.where(missing, 0, vol), mask=missing, steps=10, snapshot_every=5,
+                  keep_known=True, **KW)
+    assert res.image.shape == vol.shape
+    assert np.array_equal(res.image[~missing], vol[~missing])
+
+
+def test_the_snapshots_report_the_error_on_hidden_pixels(camera_crop, holes):
+    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
+    snaps = list(iterate(observed, mask=holes, steps=60, snapshot_every=20, **KW))
+    assert [s.step for s in snaps] == [20, 40, 60] and snaps[-1].done
+    # the loss is the squared error on pixels hidden from the net: it falls
+    first, last = np.mean(snaps[0].losses), np.mean(snaps[-1].losses)
+    assert last < first
+    assert all(s.divergence is None and s.drift is None for s in snaps)
+
+
+def test_holdout_watch_keeps_the_lowest_error_and_stops_after_its_patience():
+    watch = HoldoutWatch(keep=4, patience=30)
+    ones = torch.ones(1, 4, 4)
+    assert not watch.check(10, ones * 1, 0.5)
+    assert not watch.check(20, ones * 2, 0.3)
+    assert watch.best_step == 20 and watch.best_steps == [10, 20]
+    assert torch.allclose(watch.estimate, ones * 1.5)
+    assert not watch.check(30, ones * 3, 0.4)
+    assert not watch.check(40, ones * 4, 0.35)
+    assert torch.allclose(watch.estimate, ones * 1.5)  # still the best check's
+    assert watch.check(50, ones * 5, 0.31)  # 30 steps without a new low
+    assert "no new low of the error on hidden pixels for 30 steps after step 20" in watch.reason
+    assert "steps 10, 20" in watch.describe()
+    # without stop it only records
+    calm = HoldoutWatch(stop=False, patience=1)
+    assert not any(calm.check(s, ones, 1.0) for s in (1, 2, 3))
+    with pytest.raises(RuntimeError, match="no check"):
+        HoldoutWatch().estimate
+
+
+def test_holdout_share_is_checked_and_sgld_keeps_the_squared_error():
+    with pytest.raises(ValueError, match="holdout_share"):
+        make_config("dip", "fast", masked=True, holdout_share=0.0)
+    with pytest.raises(ValueError, match="holdout_share"):
+        make_config("dip", "fast", masked=True, holdout_share=0.95)
+    with pytest.raises(ValueError, match="method 'sgld' samples with the squared error"):
+        make_config("sgld", "fast", masked=True, loss="holdout")
+    assert make_config("sgld", "fast", masked=True).loss == "mse"

@@ -12,10 +12,24 @@
 #     ten grey images of the CPU tables at sigma 25, with the stop on;
 #  3. the quality benchmark of the balanced preset (the default) on its 8 images at sigma
 #     15, 25 and 50, DIP with the stop rule against its oracle and BM3D / CBM3D.
+#  4. (PART=3, a call of its own) inpainting (bench_inpaint.py) at 512x512: the balanced
+#     preset's four hold-out nets on six grey images with 50 % and 80 % of their pixels
+#     lost and a text mask, against biharmonic inpainting, and on camera at 50 % the
+#     papers' DIP (the quality preset, 3000 steps) for the DIP paper's level.
 # Usage: OUT=results_dir bash benchmarks/gpu_stop.sh
 TAIL="${TAIL:-34}"
 source "$(dirname "$0")/gpu_stages.sh"
 PART="${PART:-all}"
+if [ "$PART" = 3 ]; then
+stage "${LIMIT_INPAINT:-300}" inpaint_balanced python3 benchmarks/bench_inpaint.py \
+    --device "$DEVICE" --size 512 --preset balanced --threads 4 \
+    --images "${INPAINT_IMAGES:-camera,moon,brick,clock,coins,grass}" \
+    --json "$OUT/inpaint_balanced_512.json"
+stage "${LIMIT_INPAINT_MSE:-200}" inpaint_quality python3 benchmarks/bench_inpaint.py \
+    --device "$DEVICE" --size 512 --preset quality --threads 4 --images camera \
+    --masks random50 --json "$OUT/inpaint_quality_512.json"
+exit 0
+fi
 if [ "$PART" != 2 ]; then
 RUNS="${RUNS:-moon:25,clock:25,brick:25,retina:25,hubble_deep_field:25,moon:50,clock:50,retina:50,hubble_deep_field:50}"
 stage "${LIMIT_TRACE:-150}" trace_balanced python3 benchmarks/bench_r2r_trace.py \

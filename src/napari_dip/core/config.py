@@ -386,13 +386,16 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 # Colour images get nets of width 32 in "balanced" (colour_width): single nets on two CPU
 # cores, 256x256 colour images at sigma 25, came 0.30-0.77 dB above width 16, where on
 # grey images width 32 drifted after its best step (benchmarks/RESULTS.md).
+def _fast_and_balanced(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The overrides of a loss for the fast preset, and for the balanced preset, which
+    averages four of the fast preset's nets (32 wide for colour)."""
+    return {"fast": fast, "balanced": dict(fast, members=4, colour_width=32)}
+
+
 _SURE_FAST = dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                   ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10,
                   sure_max_trend=1.5)
-SURE_OVERRIDES: dict[str, dict[str, Any]] = {
-    "fast": _SURE_FAST,
-    "balanced": dict(_SURE_FAST, members=4, colour_width=32),
-}
+SURE_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_SURE_FAST)
 # The same nets fitted with Recorrupted-to-Recorrupted (loss="r2r"): one forward pass per
 # step instead of SURE's two, so twice the steps in the same time. On two CPU cores, six
 # 256x256 8-bit grey images at sigma 25: 30.10 dB on average after 60 s, 0.66 below BM3D,
@@ -402,10 +405,7 @@ SURE_OVERRIDES: dict[str, dict[str, Any]] = {
 # drift apart (on the smooth moon image at step 350, 0.27 dB below BM3D; all 600 steps
 # ended 1.2 dB lower).
 _R2R_FAST = dict(_SURE_FAST, loss="r2r", steps=600, lr_final=0.3, snapshot_every=25)
-R2R_OVERRIDES: dict[str, dict[str, Any]] = {
-    "fast": _R2R_FAST,
-    "balanced": dict(_R2R_FAST, members=4, colour_width=32),
-}
+R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # The loss each preset denoises an image without a mask with, unless another is asked for.
 # "balanced" averages four R2R nets (16 wide, 32 for colour). On an NVIDIA H200, the quality
 # benchmark's 256x256 images (seven of its eight; benchmarks/RESULTS.md): 0.23 dB below
@@ -434,10 +434,7 @@ DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 _HOLDOUT_FAST = dict(loss="holdout", width=16, scales=4, lr=0.003, lr_final=1.0, steps=800,
                      ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=50,
                      stop_patience=300)
-HOLDOUT_OVERRIDES: dict[str, dict[str, Any]] = {
-    "fast": _HOLDOUT_FAST,
-    "balanced": dict(_HOLDOUT_FAST, members=4, colour_width=32),
-}
+HOLDOUT_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_HOLDOUT_FAST)
 INPAINT_LOSS: dict[str, str] = {"fast": "holdout", "balanced": "holdout"}
 _IMAGE_OVERRIDES = {"sure": SURE_OVERRIDES, "r2r": R2R_OVERRIDES,
                     "holdout": HOLDOUT_OVERRIDES}

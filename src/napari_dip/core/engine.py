@@ -252,7 +252,6 @@ def run(
                                  dtype=torch.uint8).to(device)
         # the noise variance of the known pixels, for the blend of data and prediction there
         hold_var = float(arrays.noise_variance(prep.data, prep.known))
-        hold_blend: list[float] = []  # the weight of the data at the latest check
 
     opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    schedule=(cfg.steps, cfg.lr_final))
@@ -269,9 +268,11 @@ def run(
         info.notes.append(
             f"loss: hold-out: at every step the net sees the image with "
             f"{cfg.holdout_share:.0%} of its known pixels hidden, filled in (push-pull), "
-            f"and is fitted to predict them; the estimate takes every known pixel from one "
-            f"of {hold_groups} passes that hide it and the gaps from their mean, "
-            f"averaged over the last {watch.keep} snapshots; " + (
+            f"and is fitted to predict them; the estimate takes the gaps from the mean of "
+            f"{hold_groups} passes that each hide a group of the known pixels and every "
+            f"known pixel from the pass that hides it, blended with its data by the noise "
+            f"level; the run keeps the estimate of the snapshot with the lowest error on "
+            f"hidden pixels; " + (
                 f"stops after {cfg.stop_patience} steps without a new low of the error on "
                 f"hidden pixels" if cfg.auto_stop else
                 f"runs its {cfg.steps} steps (auto_stop off)"))
@@ -516,11 +517,14 @@ def run(
         fit = float(losses[:n].mean()) if n > 0 else None
         return watch.check(step, est[0], div, gap, fit)
 
+    hold_weight: float | None = None  # the hold-out estimate's weight of the data, latest
+
     def holdout_check() -> bool:
         """Keep the hold-out fit's estimate: the gaps from the mean of ``hold_groups``
         passes that each hide one group of the known pixels; every known pixel from the
         pass that hides it, blended with its data (see below). True where the watch says
         stop (see HoldoutWatch). Runs the net as it is, in float32, without gradients."""
+        nonlocal hold_weight
         with torch.no_grad():
             pred_all = torch.zeros_like(target)
             gaps = (1.0 - known_t).expand_as(target) / hold_groups
@@ -539,7 +543,7 @@ def run(
         # where the noise is large against what the net cannot predict.
         excess = max(error - hold_var, 0.0) if np.isfinite(error) else 1.0
         share = excess / (excess + hold_var) if excess + hold_var > 0 else 1.0
-        hold_blend[:] = [share]
+        hold_weight = share
         shown = known_t.expand_as(target)
         est = pred_all + shown * share * (target - pred_all)
         return watch.check(step, est[0], error)
@@ -640,10 +644,10 @@ def run(
                                f"{watch.describe()}" + (
                                    f" (left out: {watch.reason})" if turned and r2r else ""))
             final = watch.estimate[None]
-            if hold and hold_blend:
+            if hold_weight is not None:
                 info.notes.append(
-                    f"loss: hold-out: the known pixels are {hold_blend[0]:.3g} x their data + "
-                    f"{1 - hold_blend[0]:.3g} x the prediction from their neighbours (noise "
+                    f"loss: hold-out: the known pixels are {hold_weight:.3g} x their data + "
+                    f"{1 - hold_weight:.3g} x the prediction from their neighbours (noise "
                     f"variance {hold_var:.3g} estimated from the image, error on hidden "
                     f"pixels {watch.last_error:.3g}, at the latest check)")
         elif stopper is not None:

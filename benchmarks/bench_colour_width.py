@@ -6,6 +6,7 @@ centre square, resized, unclipped Gaussian noise with seed 0), against CBM3D fro
     python benchmarks/bench_colour_width.py --size 256 --sigma 25 \\
         --images astronaut,coffee,chelsea,rocket --widths 16,32
     python benchmarks/bench_colour_width.py --widths 16 --losses sure,r2r
+    python benchmarks/bench_colour_width.py --widths 16 --losses r2r --refines off,wiener
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main(argv=None) -> None:
     ap.add_argument("--sigma", type=float, default=25.0, help="noise std in /255 (25)")
     ap.add_argument("--widths", default="16,32")
     ap.add_argument("--losses", default="sure", help="comma list of sure, r2r (sure)")
+    ap.add_argument("--refines", default=None,
+                    help="comma list of off, wiener: a column per second stage (default: "
+                         "the preset's)")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -42,8 +46,11 @@ def main(argv=None) -> None:
     rows = []
     losses = args.losses.split(",")
     # a column per loss and width: "w16" for SURE alone (as before), "r2r-w16", ...
-    columns = [(f"w{w}" if losses == ["sure"] else f"{loss}-w{w}", loss, w)
+    columns = [(f"w{w}" if losses == ["sure"] else f"{loss}-w{w}", loss, w, None)
                for loss in losses for w in args.widths.split(",")]
+    if args.refines:  # "r2r-w16-wiener", ...
+        columns = [(f"{key}-{r}", loss, w, r) for key, loss, w, _ in columns
+                   for r in args.refines.split(",")]
     for name in args.images.split(","):
         clean = load_image(name, args.size)
         noisy = add_noise(clean, sigma)
@@ -57,16 +64,17 @@ def main(argv=None) -> None:
             row["peer_seconds"] = round(time.perf_counter() - t, 1)
         except ImportError:
             row["peer"] = None
-        for key, loss, w in columns:
+        for key, loss, w, refine in columns:
             t = time.perf_counter()
+            extra = {} if refine is None else dict(refine=refine)
             res = napari_dip.restore(noisy, preset=args.preset, seed=0, device=args.device,
                                      channel_axis=-1 if clean.ndim == 3 else None,
-                                     width=int(w), loss=loss)
+                                     width=int(w), loss=loss, **extra)
             row[key] = round(psnr(clean, np.clip(res.image, 0, 1)), 2)
             row[f"{key}_seconds"] = round(time.perf_counter() - t, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    keys = [key for key, _, _ in columns]
+    keys = [key for key, *_ in columns]
     print(f"\n{args.size}x{args.size}, sigma {args.sigma:g}, preset {args.preset}, "
           f"{args.device}, torch {torch.__version__}; PSNR in dB (seconds)")
     print(f"{'image':<10} {'peer':>6} " + " ".join(f"{k:>14}" for k in keys))

@@ -87,6 +87,9 @@ CONFIGS = {
     "r2r-w32-m4": ("fast", dict(width=32, lr=0.002, members=4)),
     # the estimate from the net's output for the image itself (before r2r_draws=2)
     "r2r-image": ("fast", dict(r2r_draws=0)),
+    # the fast preset without its second stage (the Wiener filter guided by the net)
+    "fast-noref": ("fast", dict(refine="off")),
+    "balanced-noref": ("balanced", dict(refine="off")),
 }
 
 

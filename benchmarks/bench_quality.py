@@ -3,9 +3,12 @@
 Tasks
 -----
 denoise      Gaussian noise at sigma in {15, 25, 50}/255 (unclipped, noise seed 0) on images
-             bundled with scikit-image: DIP with the stop rule, DIP oracle (best snapshot
-             PSNR of an auto_stop=False run), SGLD posterior mean, BM3D / CBM3D (PyPI
-             ``bm3d``). PSNR (data_range=1) and SSIM per image and averaged.
+             bundled with scikit-image: DIP with the stop rule (the preset's result,
+             after its second stage where it has one: ``refine``), the net's estimate
+             at the stop ("dip_stop_net", where a second stage ran), DIP oracle (best
+             snapshot PSNR of an auto_stop=False run of the net, no second stage), SGLD
+             posterior mean, BM3D / CBM3D (PyPI ``bm3d``). PSNR (data_range=1) and SSIM
+             per image and averaged.
 inpaint      50% and 80% random pixel loss and a text/scribble mask (nonzero = missing):
              DIP vs ``skimage.restoration.inpaint_biharmonic``; PSNR on the whole image and
              on the missing pixels.
@@ -229,7 +232,7 @@ def summarise(rows: list[dict], kinds: dict[str, str] | None = None) -> list[dic
 
 # ----------------------------------------------------------------------------- runs
 def run_engine(img_in, *, method, mask=None, channel_axis, args, auto_stop=None,
-               reference=None, keep_known=False):
+               reference=None, keep_known=False, **extra):
     import napari_dip
 
     t = time.perf_counter()
@@ -237,12 +240,14 @@ def run_engine(img_in, *, method, mask=None, channel_axis, args, auto_stop=None,
                              channel_axis=channel_axis, preset=args.preset, steps=args.steps,
                              auto_stop=auto_stop, device=args.device, seed=args.seed,
                              reference=None if reference is None else reference.astype(np.float32),
-                             keep_known=keep_known, **args.options)
+                             keep_known=keep_known, **{**args.options, **extra})
     return res, time.perf_counter() - t
 
 
 def dip_oracle(noisy, clean, *, channel_axis, args):
-    """auto_stop=False run; the best snapshot PSNR against the ground truth."""
+    """auto_stop=False run; the best snapshot PSNR against the ground truth. The net's
+    snapshots only: the run's second stage (``refine``) is off, so that the oracle bounds
+    what a stop rule can pick."""
     import napari_dip
 
     t = time.perf_counter()
@@ -252,7 +257,7 @@ def dip_oracle(noisy, clean, *, channel_axis, args):
                                    channel_axis=channel_axis, preset=args.preset,
                                    steps=args.steps, auto_stop=False, device=args.device,
                                    seed=args.seed, reference=clean.astype(np.float32),
-                                   **args.options):
+                                   **{**args.options, "refine": "off"}):
         p = psnr(clean, snap.image)
         if p > best[0]:
             best = (p, snap.step, snap.image)
@@ -271,19 +276,24 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
                    "ssim": ssim(clean, np.clip(noisy, 0, 1))})
         # DIP oracle
         (bp, bstep, bimg), last, osec = dip_oracle(noisy, clean, channel_axis=ch, args=args)
-        # DIP with the stop rule; a SURE run has none, so the oracle's run is that run
-        if last.info.config.loss == "sure":  # as the engine ran it (not a fallback)
-            table.add({**base, "method": "dip_stop", "psnr": psnr(clean, last.image),
-                       "ssim": ssim(clean, last.image), "steps": last.step,
-                       "stop_reason": "SURE: no stop rule (the oracle's run)",
-                       "seconds": osec})
-        else:
-            res, sec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
-                                  auto_stop=True)
-            table.add({**base, "method": "dip_stop", "psnr": psnr(clean, res.image),
-                       "ssim": ssim(clean, res.image), "steps": res.steps,
-                       "best_step": res.best_step, "stop_reason": res.stop_reason,
-                       "seconds": sec})
+        # DIP with the stop rule (a SURE run has none: its whole run), then the second
+        # stage where the preset has one ("dip_stop"); the net's own estimate
+        # ("dip_stop_net") is what the stop rule picked, to compare with the oracle
+        res, sec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
+                              auto_stop=True)
+        table.add({**base, "method": "dip_stop", "psnr": psnr(clean, res.image),
+                   "ssim": ssim(clean, res.image), "steps": res.steps,
+                   "best_step": res.best_step, "stop_reason": res.stop_reason,
+                   "refine": res.info.config.refine, "seconds": sec})
+        if res.info.config.refine != "off":
+            if res.info.config.loss == "sure":  # no stop rule: the oracle's run
+                net, nsec = last, osec
+            else:
+                net, nsec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
+                                       auto_stop=True, refine="off")
+            table.add({**base, "method": "dip_stop_net", "psnr": psnr(clean, net.image),
+                       "ssim": ssim(clean, net.image), "steps": getattr(net, "steps", None),
+                       "stop_reason": net.stop_reason, "seconds": nsec})
         table.add({**base, "method": "dip_oracle", "psnr": bp, "ssim": ssim(clean, bimg),
                    "steps": last.step, "best_step": bstep,
                    "final_psnr": psnr(clean, last.image), "seconds": osec})

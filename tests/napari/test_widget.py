@@ -352,12 +352,14 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
     dock.method.value = "dip"
     dock.preset.value = "fast"
     assert dock.data_term.value == "r2r" and dock.data_term.enabled
+    assert dock.second_stage.value == "wiener" and dock.second_stage.enabled
     assert dock.steps.value == make_config("dip", "fast").steps
     assert dock.auto_stop.enabled  # R2R's drift stop
     assert "drift apart" in dock.auto_stop.native.toolTip()
     labels = viewer.add_labels(np.zeros((32, 32), np.uint8), name="m")
     dock.mask_layer.value = labels
     assert dock.data_term.value == "holdout" and dock.auto_stop.enabled
+    assert dock.second_stage.value == "off"  # nothing to filter where pixels are missing
     assert "hidden from the network" in dock.auto_stop.native.toolTip()
     assert dock.steps.value == make_config("dip", "fast", masked=True).steps
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
@@ -374,8 +376,14 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
     dock.preset.value = "fast"
     dock.method.value = "sgld"
     assert not dock.data_term.enabled and "loss" not in dock.run_options()
+    assert not dock.second_stage.enabled and "refine" not in dock.run_options()
     configure(dock, method="dip", steps=10, every=5)
     run_to_end(qtbot, dock)
     md = viewer.layers["img [DIP]"].metadata
     assert md["config"]["loss"] == "r2r" and md["steps"] == 10
     assert any("loss: R2R" in n for n in md["notes"])
+    assert md["config"]["refine"] == "wiener"
+    assert any(n.startswith("refine: Wiener") for n in md["notes"])
+    # the second stage switched off by hand reaches the run
+    dock.second_stage.value = "off"
+    assert dock.run_options()["refine"] == "off"

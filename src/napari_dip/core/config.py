@@ -27,6 +27,7 @@ LOSSES = ("mse", "sure", "r2r", "holdout")
 # losses whose net takes the noisy image itself as its input (denoising without a mask)
 IMAGE_LOSSES = ("sure", "r2r")
 SURE_CLIPPING = ("impute", "off")
+REFINES = ("off", "wiener")
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,28 @@ class DIPConfig:
         the measurements of a grey one: with SURE, a single net of width 32 came 0.3-0.8
         dB above one of width 16 on four colour images where on grey ones it drifted
         (benchmarks/RESULTS.md), so the balanced preset sets 32 for colour.
+    refine : {"off", "wiener"}
+        A second stage for denoising an image without a mask (method "dip"): "wiener"
+        filters the noisy image again with Wiener gains taken from the net's final
+        estimate, on stacks of similar patches, as BM3D's second step does with its own
+        first estimate (``core/refine.py``; noise std estimated from the image), and
+        returns a share of the net's estimate (``refine_blend``) plus the rest of the
+        filtered image.
+        The progressive snapshots stay the net's. The fast and balanced presets set it
+        when they denoise (R2R or SURE). On two CPU cores the fast preset's results on
+        ten 256x256 grey images at sigma 25 gained 0.36-1.22 dB from it, 0.17 dB below
+        BM3D on six of them and 0.01 above on the other four, where the net alone came
+        0.68 and 0.81 below (benchmarks/RESULTS.md). "off" (default) returns the net's
+        estimate. Ignored, with a note, for an image with missing pixels.
+    refine_blend : float or None
+        With ``refine="wiener"``: the share of the net's estimate in the result, in
+        [0, 1]; None (default) sets it from the noise std s estimated from the image, as a
+        fraction of its value range: ``clip(5 (s - 0.06), 0, 1)`` (``refine_share``),
+        0 at sigma 15/255, 0.2 at 25, 0.65 at 50. The filter gains most over the net at
+        low noise, the net's estimate holds up better at high noise, and their errors
+        differ: on the fast preset's estimates (two CPU cores, 256x256 8-bit grey) the
+        best fixed share was 0 at sigma 15, 0.2 at 25 and 0.6 at 50, and the rule came
+        within 0.01 dB of it on average at each level (benchmarks/RESULTS.md).
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
         (clipped or saturated, as in 8-bit images of noisy scenes; ``arrays.clipped_ends``):
@@ -296,6 +319,8 @@ class DIPConfig:
     r2r_alpha: float = 0.5
     r2r_draws: int = 2
     holdout_share: float = 0.2
+    refine: str = "off"
+    refine_blend: float | None = None
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -394,7 +419,7 @@ def _fast_and_balanced(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 _SURE_FAST = dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                   ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10,
-                  sure_max_trend=1.5)
+                  sure_max_trend=1.5, refine="wiener")
 SURE_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_SURE_FAST)
 # The same nets fitted with Recorrupted-to-Recorrupted (loss="r2r"): one forward pass per
 # step instead of SURE's two, so twice the steps in the same time. On two CPU cores, six
@@ -405,6 +430,16 @@ SURE_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_SURE_FAST)
 # drift apart (on the smooth moon image at step 350, 0.27 dB below BM3D; all 600 steps
 # ended 1.2 dB lower).
 _R2R_FAST = dict(_SURE_FAST, loss="r2r", steps=600, lr_final=0.3, snapshot_every=25)
+# Both denoising losses end with the second stage (refine="wiener", core/refine.py): the
+# noisy image filtered on stacks of similar patches with Wiener gains from the net's
+# estimate, blended with that estimate by the noise level (refine_share: 0.2 of the net's
+# at sigma 25). Two CPU cores, the fast preset, 256x256
+# 8-bit grey images at sigma 25 (bench_cpu_target.py, configs fast and fast-noref in one
+# run): six images 30.59 dB, 0.17 below BM3D, where the net alone gave 30.07 (0.68
+# below); four images nothing was tuned on (brick, grass, gravel, clock) 0.01 dB above
+# BM3D, the net alone 0.81 below; every image gained (0.36-1.22 dB), the whole run still
+# under 60 s (28-52 s). The filter's sizes and the blend were chosen on the estimates of
+# the six images and of three of them at sigma 15 and 50 (benchmarks/RESULTS.md).
 R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # The loss each preset denoises an image without a mask with, unless another is asked for.
 # "balanced" averages four R2R nets (16 wide, 32 for colour). On an NVIDIA H200, the quality
@@ -438,6 +473,13 @@ HOLDOUT_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_HOLDOUT_FAST)
 INPAINT_LOSS: dict[str, str] = {"fast": "holdout", "balanced": "holdout"}
 _IMAGE_OVERRIDES = {"sure": SURE_OVERRIDES, "r2r": R2R_OVERRIDES,
                     "holdout": HOLDOUT_OVERRIDES}
+
+
+def refine_share(noise_std: float) -> float:
+    """The share of the net's estimate in a refined result (``refine_blend=None``) for an
+    estimated noise std given as a fraction of the image's value range: 0 up to 0.06
+    (sigma 15 of 255), rising by 5 per unit to 1 at 0.26 (see ``refine_blend``)."""
+    return float(min(1.0, max(0.0, 5.0 * (noise_std - 0.06))))
 
 
 def check_loss(cfg: DIPConfig, masked: bool) -> None:
@@ -618,7 +660,9 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "sure_max_trend": (0.0, None),
     "r2r_alpha": (0.0, 10.0),
     "holdout_share": (0.05, 0.5),
+    "refine_blend": (0.0, 1.0),
 }
+_OPTIONAL = ("refine_blend",)  # None: chosen by the run
 _CHOICES: dict[str, tuple[str, ...]] = {
     "upsample": UPSAMPLE_MODES,
     "padding": PADDING_MODES,
@@ -627,6 +671,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "stop_rule": STOP_RULES,
     "loss": LOSSES,
     "sure_clipping": SURE_CLIPPING,
+    "refine": REFINES,
 }
 
 
@@ -635,6 +680,8 @@ def _validate(cfg: DIPConfig) -> None:
         if not f.init:
             continue
         name, value = f.name, getattr(cfg, f.name)
+        if name in _OPTIONAL and value is None:
+            continue
         if name in _INT_RANGES:
             if isinstance(value, bool) or not isinstance(value, int):
                 if isinstance(value, float) and value.is_integer():
@@ -676,6 +723,9 @@ def _validate(cfg: DIPConfig) -> None:
     if isinstance(cfg, SGLDConfig) and cfg.loss != "mse":
         raise ValueError(f"loss: method 'sgld' samples with the squared error ('mse'), got "
                          f"{cfg.loss!r}")
+    if isinstance(cfg, SGLDConfig) and cfg.refine != "off":
+        raise ValueError(f"refine: method 'sgld' returns the posterior mean of its samples "
+                         f"as it is; expected 'off', got {cfg.refine!r}")
     if isinstance(cfg, SGLDConfig) and cfg.burn_in >= cfg.steps:
         raise ValueError(
             f"burn_in: expected fewer than steps={cfg.steps} so that samples are kept, "

@@ -20,12 +20,13 @@ import torch
 
 from . import arrays
 from .config import (IMAGE_LOSSES, DIPConfig, SGLDConfig, check_loss, net_config,
-                     sure_fallback, sure_fallback_note)
+                     refine_share, sure_fallback, sure_fallback_note)
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
 from .fill import push_pull
+from .refine import wiener_refine
 from .stopping import DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
 
 
@@ -490,6 +491,34 @@ def run(
             drift=watch.last_gap if r2r else None,
         )
 
+    def refined(est: torch.Tensor) -> torch.Tensor:
+        """The final estimate after the second stage (``refine="wiener"``, see
+        core/refine.py): ``refine_blend`` of the net's estimate plus the rest of the noisy
+        image filtered with Wiener gains from it."""
+        if prep.known is not None:
+            info.notes.append("refine: off (the image has missing pixels)")
+            return est
+        var = sure_var if sure_var is not None else arrays.noise_variance(prep.data)
+        if not var > MIN_NOISE_VARIANCE:
+            info.notes.append("refine: off (the image shows no noise to filter)")
+            return est
+        started = time.perf_counter()
+        std = float(np.sqrt(var))
+        share = refine_share(std) if cfg.refine_blend is None else cfg.refine_blend
+        pilot = est[0][crop].float()
+        data = torch.from_numpy(np.ascontiguousarray(prep.data)).to(device, torch.float32)
+        with torch.no_grad():
+            filtered = wiener_refine(data, pilot, std)
+        out = est.clone()
+        out[0][crop] = torch.lerp(filtered, pilot, share).to(out.dtype)
+        info.notes.append(
+            f"refine: Wiener filter on stacks of similar patches with gains from the net's "
+            f"estimate (noise std {std:.3g} estimated from the image); result "
+            f"{1 - share:.3g} x filtered + {share:.3g} x the net's estimate"
+            f"{' (share set by the noise level)' if cfg.refine_blend is None else ''} "
+            f"({time.perf_counter() - started:.1f} s)")
+        return out
+
     def r2r_check() -> bool:
         """Keep R2R's estimate (the mean of the net's outputs for ``r2r_draws`` recorrupted
         copies of the image, or its output for the image) and measure the net's
@@ -667,6 +696,8 @@ def run(
             what = "posterior mean of %d samples" % moments.count if sgld else (
                 "moving average" if cfg.ema > 0 else "last output")
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
+        if cfg.refine == "wiener" and not sgld:
+            final = refined(final)
         yield snapshot(True, final, stop_reason)
     finally:
         del net, forward, compiled, opt, z, target, weight, ema, moments, members_now, stopper

@@ -1,0 +1,148 @@
+"""The second stage of denoising (``refine="wiener"``): a Wiener filter on stacks of similar
+patches with gains from the net's estimate (core/refine.py), and its place in a run."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_dip import make_config, restore
+from napari_dip.core.config import config_from_json, refine_share
+from napari_dip.core.refine import wiener_refine
+
+SIGMA = 25 / 255
+
+
+def _mse(a, b):
+    return float(np.mean((np.asarray(a, np.float64) - b) ** 2))
+
+
+def _blur(image):
+    """A plain pilot: a 5 x 5 box blur of each channel (reflected edges)."""
+    t = torch.from_numpy(np.asarray(image, np.float32))
+    t = t[None] if t.ndim == 2 else t
+    t = F.avg_pool2d(F.pad(t[:, None], (2, 2, 2, 2), mode="reflect"), 5, stride=1)[:, 0]
+    return t
+
+
+def _refine(noisy, pilot, sigma=SIGMA, **kw):
+    y = torch.from_numpy(np.asarray(noisy, np.float32))
+    y = y[None] if y.ndim == 2 else y
+    return wiener_refine(y, pilot, sigma, **kw)
+
+
+def test_wiener_beats_its_pilot_and_a_better_pilot_gives_more(camera_crop, noisy_crop):
+    pilot = _blur(noisy_crop)
+    out = _refine(noisy_crop, pilot)[0].numpy()
+    assert out.shape == camera_crop.shape and np.isfinite(out).all()
+    err_noisy = _mse(noisy_crop, camera_crop)
+    err_pilot = _mse(pilot[0].numpy(), camera_crop)
+    err_out = _mse(out, camera_crop)
+    assert err_out < 0.8 * err_pilot and err_out < 0.3 * err_noisy
+    # with the clean image as its pilot (the oracle's gains) it does better still
+    oracle = _refine(noisy_crop, torch.from_numpy(camera_crop)[None])[0].numpy()
+    assert _mse(oracle, camera_crop) < 0.8 * err_out
+
+
+def test_no_noise_or_a_tiny_image_gives_the_pilot_back(noisy_crop):
+    pilot = _blur(noisy_crop)
+    assert torch.equal(_refine(noisy_crop, pilot, sigma=0.0), pilot)
+    small = noisy_crop[:6, :20]
+    assert torch.equal(_refine(small, _blur(small), patch=8), _blur(small))
+
+
+def test_bands_of_reference_patches_give_the_same_result(noisy_crop):
+    # the pilot keeps some noise, so no two candidates tie in their distance
+    pilot = 0.5 * _blur(noisy_crop) + 0.5 * torch.from_numpy(noisy_crop)[None]
+    whole = _refine(noisy_crop, pilot)
+    banded = _refine(noisy_crop, pilot, max_refs=50)  # about two rows of references
+    assert torch.allclose(whole, banded, atol=1e-5)
+
+
+def test_a_small_image_and_search_window_still_cover_every_pixel():
+    rng = np.random.default_rng(3)
+    clean = np.tile(np.linspace(0.2, 0.8, 11, dtype=np.float32), (9, 1))
+    noisy = clean + rng.normal(0, 0.05, clean.shape).astype(np.float32)
+    out = _refine(noisy, torch.from_numpy(clean)[None], sigma=0.05, radius=1, stride=3)
+    assert out.shape == (1, 9, 11) and torch.isfinite(out).all()
+    assert _mse(out[0].numpy(), clean) < _mse(noisy, clean)
+
+
+def test_colour_is_filtered_in_opponent_colours(camera_crop):
+    rng = np.random.default_rng(4)
+    clean = np.stack([camera_crop, 0.8 * camera_crop + 0.1, 1.0 - camera_crop])
+    noisy = (clean + rng.normal(0, SIGMA, clean.shape)).astype(np.float32)
+    out = _refine(noisy, _blur(noisy)).numpy()
+    assert out.shape == clean.shape
+    for c in range(3):
+        assert _mse(out[c], clean[c]) < 0.4 * _mse(noisy[c], clean[c])
+    # an orthonormal rotation: one grey image in three equal channels (the same noise in
+    # each, so sqrt(3) sigma in their sum) comes out as that image filtered alone with
+    # sigma / sqrt(3)
+    grey = np.repeat(noisy[:1], 3, axis=0)
+    both = _refine(grey, _blur(grey))
+    alone = _refine(noisy[0], _blur(noisy[0]), sigma=SIGMA / np.sqrt(3))
+    assert torch.allclose(both, alone.expand(3, -1, -1), atol=1e-5)
+
+
+def test_a_volume_is_filtered_plane_by_plane(noisy_crop):
+    vol = np.stack([noisy_crop[:32, :40], noisy_crop[32:, :40], noisy_crop[:32, 24:]])
+    y = torch.from_numpy(vol)[None]
+    pilot = torch.stack([_blur(p)[0] for p in vol])[None]
+    out = wiener_refine(y, pilot, SIGMA)
+    assert out.shape == y.shape
+    for z in range(3):
+        assert torch.allclose(out[:, z], wiener_refine(y[:, z], pilot[:, z], SIGMA))
+
+
+def test_bad_arguments_are_named():
+    y = torch.zeros(1, 16, 16)
+    with pytest.raises(ValueError, match="same shape"):
+        wiener_refine(y, torch.zeros(1, 16, 15), 0.1)
+    with pytest.raises(ValueError, match="stride"):
+        wiener_refine(y, y, 0.1, stride=9)
+
+
+# -- in a run -------------------------------------------------------------------------------
+def test_the_denoising_presets_refine_and_the_others_do_not():
+    for preset in ("fast", "balanced"):
+        assert make_config("dip", preset).refine == "wiener"
+        assert make_config("dip", preset, loss="sure").refine == "wiener"
+        assert make_config("dip", preset, masked=True).refine == "off"
+    assert make_config("dip", "quality").refine == "off"
+    assert make_config("sgld", "fast").refine == "off"
+    with pytest.raises(ValueError, match="refine"):
+        make_config("sgld", "fast", refine="wiener")
+    with pytest.raises(ValueError, match="refine"):
+        make_config("dip", "fast", refine="bm3d")
+    with pytest.raises(ValueError, match="refine_blend"):
+        make_config("dip", "fast", refine_blend=1.5)
+    # the share of the net's estimate follows the noise level unless one is given
+    cfg = make_config("dip", "fast")
+    assert cfg.refine_blend is None and config_from_json(cfg.to_json()) == cfg
+    assert make_config("dip", "fast", refine_blend=0.3).refine_blend == 0.3
+    assert refine_share(0.03) == 0.0 and refine_share(0.5) == 1.0
+    assert refine_share(25 / 255) == pytest.approx(0.19, abs=0.01)
+    assert refine_share(50 / 255) == pytest.approx(0.68, abs=0.01)
+
+
+def test_a_run_refines_its_final_estimate_only(noisy_crop, camera_crop):
+    kw = dict(preset="fast", seed=0, device="cpu", steps=60)
+    plain = restore(noisy_crop, refine="off", **kw)
+    ref = restore(noisy_crop, **kw)
+    note = next(n for n in ref.info.notes if n.startswith("refine: Wiener"))
+    assert "share set by the noise level" in note
+    assert not any(n.startswith("refine") for n in plain.info.notes)
+    # the same net (same seed), then the second stage: closer to the clean image
+    assert _mse(ref.image, camera_crop) < 0.9 * _mse(plain.image, camera_crop)
+    # refine_blend=1 keeps the net's estimate as it was
+    kept = restore(noisy_crop, refine_blend=1.0, **kw)
+    np.testing.assert_allclose(kept.image, plain.image, atol=1e-6)
+
+
+def test_refine_leaves_an_image_with_a_mask_alone(noisy_crop):
+    mask = np.zeros(noisy_crop.shape, bool)
+    mask[10:20, 10:20] = True
+    res = restore(noisy_crop, mask=mask, preset="fast", seed=0, device="cpu", steps=20,
+                  loss="mse", refine="wiener")
+    assert "refine: off (the image has missing pixels)" in res.info.notes

@@ -59,6 +59,16 @@ def test_bands_of_reference_patches_give_the_same_result(noisy_crop):
     assert torch.allclose(whole, banded, atol=1e-5)
 
 
+def test_float32_box_means_find_the_same_stacks(noisy_crop, monkeypatch):
+    # the path for devices without float64 (Apple MPS), run here on the CPU
+    from napari_dip.core import refine
+
+    pilot = 0.5 * _blur(noisy_crop) + 0.5 * torch.from_numpy(noisy_crop)[None]
+    exact = _refine(noisy_crop, pilot)
+    monkeypatch.setattr(refine, "_float64_tables", lambda device: False)
+    assert torch.allclose(_refine(noisy_crop, pilot), exact, atol=1e-4)
+
+
 def test_a_small_image_and_search_window_still_cover_every_pixel():
     rng = np.random.default_rng(3)
     clean = np.tile(np.linspace(0.2, 0.8, 11, dtype=np.float32), (9, 1))

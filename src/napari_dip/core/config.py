@@ -267,7 +267,7 @@ class DIPConfig:
         low noise, the net's estimate holds up better at high noise, and their errors
         differ: on the fast preset's estimates (two CPU cores, 256x256 8-bit grey) the
         best fixed share was 0 at sigma 15, 0.2 at 25 and 0.6 at 50, and the rule came
-        within 0.01 dB of it on average at each level (benchmarks/RESULTS.md).
+        within 0.02 dB of it on average at each level (benchmarks/RESULTS.md).
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
         (clipped or saturated, as in 8-bit images of noisy scenes; ``arrays.clipped_ends``):

@@ -83,6 +83,12 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     return out.to(noisy.dtype)
 
 
+def _float64_tables(device: torch.device) -> bool:
+    """Whether the distances come from float64 summed-area tables on this device (Apple's
+    MPS has no float64)."""
+    return device.type != "mps"
+
+
 def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int, stride: int,
                   radius: int, group: int, max_refs: int) -> torch.Tensor:
     """The filter on one plane: ``y`` and ``p`` are ``(C, H, W)``."""
@@ -118,18 +124,26 @@ def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int,
         ri = rows_t.repeat_interleave(len(ref_cols))
         rj = cols_t.repeat(len(rows))
         # squared distance of every candidate to its reference, on the pilot's first
-        # channel: box sums of squared differences from summed-area tables, in float64
-        # (float32 tables lose the small distances of similar patches on large images)
+        # channel: box sums of squared differences from summed-area tables in float64
+        # (float32 tables lose the small distances of similar patches on large images);
+        # where float64 is missing (Apple MPS), separable box means in float32
         hc = bottom - top
-        guide = pc[0].double()
+        exact = _float64_tables(dev)
+        guide = pc[0].double() if exact else pc[0].float()
         padded = F.pad(guide[None, None], (r, r, r, r))[0, 0]
         dist = []
         for dy in range(-r, r + 1):
             shifted = torch.stack([padded[r + dy:r + dy + hc, r + dx:r + dx + width]
                                    for dx in range(-r, r + 1)])
-            table = F.pad(((guide[None] - shifted) ** 2).cumsum(1).cumsum(2), (1, 0, 1, 0))
-            dist.append(table[:, ri + k, rj + k] - table[:, ri, rj + k]
-                        - table[:, ri + k, rj] + table[:, ri, rj])
+            sq = (guide[None] - shifted) ** 2
+            if exact:
+                table = F.pad(sq.cumsum(1).cumsum(2), (1, 0, 1, 0))
+                dist.append(table[:, ri + k, rj + k] - table[:, ri, rj + k]
+                            - table[:, ri + k, rj] + table[:, ri, rj])
+            else:
+                box = F.avg_pool2d(F.avg_pool2d(sq[:, None], (k, 1), stride=1), (1, k),
+                                   stride=1)[:, 0]
+                dist.append(box[:, ri, rj])
         dist = torch.cat(dist)  # (candidates, refs): dy major, dx minor
         cand_dy = offsets.repeat_interleave(2 * r + 1)[:, None]
         cand_dx = offsets.repeat(2 * r + 1)[:, None]

@@ -292,7 +292,8 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
                 net, nsec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
                                        auto_stop=True, refine="off")
             table.add({**base, "method": "dip_stop_net", "psnr": psnr(clean, net.image),
-                       "ssim": ssim(clean, net.image), "steps": getattr(net, "steps", None),
+                       "ssim": ssim(clean, net.image),
+                       "steps": getattr(net, "steps", getattr(net, "step", None)),
                        "stop_reason": net.stop_reason, "seconds": nsec})
         table.add({**base, "method": "dip_oracle", "psnr": bp, "ssim": ssim(clean, bimg),
                    "steps": last.step, "best_step": bstep,

@@ -150,9 +150,21 @@ def test_a_run_refines_its_final_estimate_only(noisy_crop, camera_crop):
     np.testing.assert_allclose(kept.image, plain.image, atol=1e-6)
 
 
-def test_refine_leaves_an_image_with_a_mask_alone(noisy_crop):
+def test_with_a_mask_only_the_known_pixels_are_refined(noisy_crop, camera_crop):
     mask = np.zeros(noisy_crop.shape, bool)
     mask[10:20, 10:20] = True
-    res = restore(noisy_crop, mask=mask, preset="fast", seed=0, device="cpu", steps=20,
-                  loss="mse", refine="wiener")
-    assert "refine: off (the image has missing pixels)" in res.info.notes
+    mask[40:, 30:34] = True
+    kw = dict(mask=mask, preset="fast", seed=0, device="cpu", steps=40)
+    plain = restore(noisy_crop, **kw)
+    assert plain.info.config.refine == "off"  # the presets leave masks to the hold-out fit
+    ref = restore(noisy_crop, refine="wiener", **kw)
+    note = next(n for n in ref.info.notes if n.startswith("refine: Wiener"))
+    assert "known pixels only" in note
+    # the same net: the gaps keep its estimate, the known pixels come out closer to the truth
+    np.testing.assert_array_equal(ref.image[mask], plain.image[mask])
+    assert _mse(ref.image[~mask], camera_crop[~mask]) < _mse(plain.image[~mask],
+                                                             camera_crop[~mask])
+    # an image without noise has nothing to filter
+    ramp = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
+    clean = restore(ramp, refine="wiener", **kw)
+    assert "refine: off (the image shows no noise to filter)" in clean.info.notes

@@ -247,7 +247,7 @@ class DIPConfig:
         dB above one of width 16 on four colour images where on grey ones it drifted
         (benchmarks/RESULTS.md), so the balanced preset sets 32 for colour.
     refine : {"off", "wiener"}
-        A second stage for denoising an image without a mask (method "dip"): "wiener"
+        A second stage for denoising (method "dip"): "wiener"
         filters the noisy image again with Wiener gains taken from the net's final
         estimate, on stacks of similar patches, as BM3D's second step does with its own
         first estimate (``core/refine.py``; noise std estimated from the image), and
@@ -258,7 +258,9 @@ class DIPConfig:
         ten 256x256 grey images at sigma 25 gained 0.36-1.22 dB from it, 0.17 dB below
         BM3D on six of them and 0.01 above on the other four, where the net alone came
         0.68 and 0.81 below (benchmarks/RESULTS.md). "off" (default) returns the net's
-        estimate. Ignored, with a note, for an image with missing pixels.
+        estimate. With a mask only the known pixels are filtered (the gaps keep the net's
+        estimate, which also stands in for them in the patches); the presets do not set
+        it with a mask. An image without measurable noise is left as the net made it.
     refine_blend : float or None
         With ``refine="wiener"``: the share of the net's estimate in the result, in
         [0, 1]; None (default) sets it from the noise std s estimated from the image, as a

@@ -495,10 +495,10 @@ def run(
         """The final estimate after the second stage (``refine="wiener"``, see
         core/refine.py): ``refine_blend`` of the net's estimate plus the rest of the noisy
         image filtered with Wiener gains from it."""
-        if prep.known is not None:
-            info.notes.append("refine: off (the image has missing pixels)")
-            return est
-        var = sure_var if sure_var is not None else arrays.noise_variance(prep.data)
+        if sure_var is not None:
+            var = sure_var
+        else:
+            var = arrays.noise_variance(prep.data, prep.known)
         if not var > MIN_NOISE_VARIANCE:
             info.notes.append("refine: off (the image shows no noise to filter)")
             return est
@@ -507,14 +507,21 @@ def run(
         share = refine_share(std) if cfg.refine_blend is None else cfg.refine_blend
         pilot = est[0][crop].float()
         data = torch.from_numpy(np.ascontiguousarray(prep.data)).to(device, torch.float32)
+        known = None
+        if prep.known is not None:  # the gaps keep the net's estimate, which fills them in
+            known = torch.from_numpy(np.ascontiguousarray(prep.known)).to(device) > 0
+            data = torch.where(known, data, pilot)
         with torch.no_grad():
-            filtered = wiener_refine(data, pilot, std)
+            filtered = torch.lerp(wiener_refine(data, pilot, std), pilot, share)
+        if known is not None:
+            filtered = torch.where(known, filtered, pilot)
         out = est.clone()
-        out[0][crop] = torch.lerp(filtered, pilot, share).to(out.dtype)
+        out[0][crop] = filtered.to(out.dtype)
         info.notes.append(
             f"refine: Wiener filter on stacks of similar patches with gains from the net's "
-            f"estimate (noise std {std:.3g} estimated from the image); result "
-            f"{1 - share:.3g} x filtered + {share:.3g} x the net's estimate"
+            f"estimate (noise std {std:.3g} estimated from the image"
+            f"{'; known pixels only, the gaps keep the estimate' if known is not None else ''}"
+            f"); result {1 - share:.3g} x filtered + {share:.3g} x the net's estimate"
             f"{' (share set by the noise level)' if cfg.refine_blend is None else ''} "
             f"({time.perf_counter() - started:.1f} s)")
         return out

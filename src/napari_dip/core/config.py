@@ -440,7 +440,7 @@ _R2R_FAST = dict(_SURE_FAST, loss="r2r", steps=600, lr_final=0.3, snapshot_every
 # run): six images 30.59 dB, 0.17 below BM3D, where the net alone gave 30.07 (0.68
 # below); four images nothing was tuned on (brick, grass, gravel, clock) 0.01 dB above
 # BM3D, the net alone 0.81 below; every image gained (0.36-1.22 dB), the whole run still
-# under 60 s (28-52 s). The filter's sizes and the blend were chosen on the estimates of
+# under 60 s (27-52 s). The filter's sizes and the blend were chosen on the estimates of
 # the six images and of three of them at sigma 15 and 50 (benchmarks/RESULTS.md).
 R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # The loss each preset denoises an image without a mask with, unless another is asked for.

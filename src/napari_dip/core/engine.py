@@ -385,30 +385,30 @@ def run(
             else:
                 hold_u.copy_(torch.rand(hold_u.shape, generator=gen))
             hidden = (hold_u < cfg.holdout_share).float() * known_t
-        if (cfg.jitter > 0 and not hold) or own:
-            if noise.device.type == gen.device.type:
-                noise.normal_(generator=gen)
-            else:
-                noise.copy_(torch.randn(noise.shape, generator=gen))
-        if r2r:
-            z_in = z + noise * r2r_in
-        else:
-            z_in = z + noise * cfg.jitter if cfg.jitter > 0 and not sure else z
-        if hold:
             out = hold_predict(known_t - hidden, forward)
             moved = None
         else:
+            if cfg.jitter > 0 or own:
+                if noise.device.type == gen.device.type:
+                    noise.normal_(generator=gen)
+                else:
+                    noise.copy_(torch.randn(noise.shape, generator=gen))
+            if r2r:
+                z_in = z + noise * r2r_in
+            else:
+                z_in = z + noise * cfg.jitter if cfg.jitter > 0 and not sure else z
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16,
                                 cache_enabled=False):
                 out = forward(z_in)
                 moved = forward(z + noise * SURE_STEP).float() if sure else None
             out = out.float()
-        probe = noise
+        probe = noise  # SURE's and R2R's draw, one per member
         if members > 1:  # (1, K*C, ...) -> (K, C, ...): one estimate per member
             out = out.unflatten(1, (members, -1))[0]
             if sure:
                 moved = moved.unflatten(1, (members, -1))[0]
-            probe = noise if hold else noise.unflatten(1, (members, -1))[0]
+            if own:
+                probe = noise.unflatten(1, (members, -1))[0]
         diff = out - target
         if r2r:  # the target's own noise: -s z / alpha
             diff = diff + probe * r2r_out

@@ -119,7 +119,6 @@ def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int,
         rows = ref_rows[b:b + per_band]
         top, bottom = max(0, rows[0] - r), min(height, rows[-1] + r + k)
         yc, pc = y[:, top:bottom], p[:, top:bottom]
-        band_cols = n_cols
         rows_t = torch.tensor(rows, device=dev) - top
         ri = rows_t.repeat_interleave(len(ref_cols))
         rj = cols_t.repeat(len(rows))
@@ -153,7 +152,7 @@ def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int,
         pick = torch.topk(dist, group, dim=0, largest=False).indices  # (group, refs)
         ti = ri[None] + offsets[pick // (2 * r + 1)]
         tj = rj[None] + offsets[pick % (2 * r + 1)]
-        flat = ti * band_cols + tj
+        flat = ti * n_cols + tj
         ys = F.unfold(yc[:, None], k)[:, :, flat]  # (C, k*k, group, refs)
         ps = F.unfold(pc[:, None], k)[:, :, flat]
         yt = torch.einsum("hg,cpgr->cphr", dg, torch.einsum("pq,cqgr->cpgr", d2, ys))

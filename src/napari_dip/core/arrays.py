@@ -126,6 +126,15 @@ def prepare(
 
     sel = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
     lo, hi = float(sel.min()), float(sel.max())
+    if arr.dtype.kind in "iu" and max(abs(lo), abs(hi)) > 2.0 ** 53:
+        # beyond 2**53 a float64 rounds the bounds, possibly out of the data's range: step
+        # them inside it, so that results cast back to the dtype stay within the input's
+        raw = _to_engine_layout(arr, channel_axis)
+        raw = raw if known is None else raw[np.broadcast_to(known, raw.shape) > 0]
+        if int(hi) > int(raw.max()):
+            hi = float(np.nextafter(hi, -np.inf))
+        if int(lo) < int(raw.min()):
+            lo = float(np.nextafter(lo, np.inf))
     scale = hi - lo if hi > lo else 1.0
     norm = ((data - lo) / scale).astype(np.float32)
     if known is not None:  # missing pixels carry no information: set them to mid-grey

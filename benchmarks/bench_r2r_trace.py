@@ -33,9 +33,10 @@ from napari_dip.core.stopping import DRIFT_GATE, DRIFT_RATIO  # noqa: E402
 
 
 def trace(noisy, clean, preset, options, seed, device):
-    """(step, PSNR, mean loss, divergence, drift) at every snapshot of a run with the stop
-    off (drift None without draws), and the noise std the run estimated from the image (as
-    a fraction of the data range, read from its note)."""
+    """(step, PSNR, mean loss, divergence, drift, variance) at every snapshot of a run with
+    the stop off (drift None without draws; variance: the estimate's variance over its
+    pixels, in the data's units of 0-1), and the noise std the run estimated from the image
+    (as a fraction of the data range, read from its note)."""
     rows = []
     noise_std = None
     axis = -1 if noisy.ndim == 3 else None  # colour: channels last
@@ -49,8 +50,9 @@ def trace(noisy, clean, preset, options, seed, device):
                               " ".join(snap.info.notes))
             noise_std = float(found.group(1)) if found else float("nan")
         mean_loss = float(np.mean(snap.losses)) if len(snap.losses) else float("nan")
+        spread = float(np.var(np.asarray(snap.image, np.float64) / 255.0))
         rows.append((snap.step, round(float(snap.psnr), 3), mean_loss, snap.divergence,
-                     snap.drift))
+                     snap.drift, spread))
     return rows, noise_std
 
 
@@ -63,7 +65,8 @@ def where_stopped(rows, gate_level=None, ratio=DRIFT_RATIO):
     divergence is not positive."""
     least = None
     opened = gate_level is None
-    for i, (_, _, loss, div, drift) in enumerate(rows):
+    for i, row in enumerate(rows):  # traces before the variance column have five entries
+        loss, div, drift = row[2:5]
         if drift is None:
             if i > 0 and div <= 0:
                 return i, "divergence"
@@ -161,7 +164,7 @@ def main(argv=None):
         print(f"\n{run} ({args.config}); noise std the run estimated {noise_std:.4g} of the "
               f"data range, added {sigma_value / 255:.4g}\n  step    PSNR   mean loss  "
               f"divergence     drift  / least", flush=True)
-        for step, p, loss, div, drift in rows:
+        for step, p, loss, div, drift, _ in rows:
             tail = "" if drift is None else f"  {drift:.3e}  {drift / least:6.2f}"
             print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+10.4f}{tail}", flush=True)
     summarise(results, args.config, args.device, args.gate)

@@ -9,7 +9,7 @@ import torch
 
 from napari_dip import iterate, make_config, restore
 from napari_dip.core.config import sure_fallback
-from napari_dip.core.stopping import DivergenceWatch
+from napari_dip.core.stopping import DRIFT_GATE, DivergenceWatch
 from napari_dip.core.tiling import estimate_memory
 
 KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
@@ -26,7 +26,7 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     assert res.info.config.loss == "r2r"
     notes = " ".join(res.info.notes)
     assert "loss: R2R" in notes and "drift apart" in notes
-    assert "since the fit's estimate of its error fell below the noise variance" in notes
+    assert "since the fit's estimate of its error fell below 0.1 x the noise variance" in notes
     assert not any(n.startswith("stop rule") for n in res.info.notes)
     assert res.psnr > _psnr(noisy_crop, camera_crop) + 4
     # the estimate: the mean of the net's outputs for two recorrupted copies of the image
@@ -121,16 +121,19 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     assert other.last == -0.01 and other.steps == [25, 50, 75, 100] and other.reason is None
     assert other.check(125, torch.zeros(1, 2, 2), -0.02, 2e-5)
     assert "drifted apart at step 125 (2.00 x" in other.reason
-    # the drift counts only once the fit's estimate of its error is below the noise
-    # variance (DRIFT_GATE 1): a nearly blank net's small drift sets no reference
+    # the drift counts only once the fit's estimate of its error is below a tenth of the
+    # noise variance (DRIFT_GATE): a net still building the image sets no reference
+    assert DRIFT_GATE == 0.1
     gated = DivergenceWatch(draws=2, noise_var=0.01)
+    assert gated.gate_level == pytest.approx(0.001)
     assert not gated.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5, fit=0.03)
     assert gated.least_gap is None and gated.opened_at is None and gated.last_gap == 1e-5
-    assert not gated.check(50, torch.zeros(1, 2, 2), 0.05, 5e-5, fit=0.02)  # 5 x: no stop
-    assert not gated.check(75, torch.zeros(1, 2, 2), 0.05, 6e-5, fit=0.005)
+    assert not gated.check(50, torch.zeros(1, 2, 2), 0.05, 5e-5, fit=0.005)  # 5 x: no stop
+    assert gated.opened_at is None  # beats the noisy image, not yet by 10 dB
+    assert not gated.check(75, torch.zeros(1, 2, 2), 0.05, 6e-5, fit=0.0008)
     assert gated.opened_at == 75 and gated.least_gap == 6e-5
     assert not gated.check(100, torch.zeros(1, 2, 2), 0.05, 8e-5, fit=0.02)  # stays open
-    assert gated.check(125, torch.zeros(1, 2, 2), 0.05, 9.5e-5, fit=0.004)
+    assert gated.check(125, torch.zeros(1, 2, 2), 0.05, 9.5e-5, fit=0.0004)
     assert "1.58 x" in gated.reason
     # without a noise level there is no gate
     assert DivergenceWatch(draws=2).gate_level == float("inf")

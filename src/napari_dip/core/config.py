@@ -157,14 +157,14 @@ class DIPConfig:
         the net overfits its inputs, and its outputs for y and for the copies drift apart:
         the run stops where their mean squared difference exceeds 1.5 times its smallest
         value so far (``stopping.DRIFT_RATIO``), counted once the fit's estimate of its
-        error is below the noise variance (``stopping.DRIFT_GATE``), keeping the
+        error is below a tenth of the noise variance (``stopping.DRIFT_GATE``), keeping the
         estimates from before. The net's divergence at y is measured at every snapshot
         too (``Snapshot.divergence``); it turns negative once the net learns the
         recorruption's negative copy of its input, but on smooth images it does so while
         the fit still improves, so it stops the run only with ``r2r_draws=0`` (two CPU
-        cores, 27 runs on 256x256 grey images at sigma 15-50: the drift stop kept 0.17 dB
-        less than the best snapshot on average, a stop at the first negative divergence
-        1.27 dB less; benchmarks/RESULTS.md) (the reported loss is the fit's estimate of
+        cores, 27 runs on 256x256 grey images at sigma 15-50: the drift stop kept 0.09 dB
+        less than the best snapshot on average and at most 0.75 less, a stop at the
+        first negative divergence 1.27 dB less; benchmarks/RESULTS.md) (the reported loss is the fit's estimate of
         the mean squared error to the clean image of the output for the recorrupted
         input). Needs every pixel known and method "dip", as SURE; the ``sure_*``
         options (noise limits, clipping) hold for it too. On two CPU cores the fast

@@ -27,7 +27,7 @@ from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
 from .fill import push_pull
 from .refine import wiener_refine
-from .stopping import DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
+from .stopping import DRIFT_GATE, DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
 
 
 # torch.compile backend per device type; other devices run the net as it is. (On two CPU
@@ -292,7 +292,8 @@ def run(
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 (f"stops where the net's outputs for the image and for the copies drift "
                  f"apart ({watch.drift_ratio:g} x their smallest mean squared difference "
-                 f"since the fit's estimate of its error fell below the noise variance)"
+                 f"since the fit's estimate of its error fell below {DRIFT_GATE:g} x the noise "
+                 f"variance)"
                  if cfg.r2r_draws else
                  "stops where the net's divergence at the image turns negative")
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))

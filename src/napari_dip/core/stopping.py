@@ -126,12 +126,19 @@ DIVERGENCE_KEEP = 4
 DRIFT_RATIO = 1.5
 # The drift counts from the first check at which the fit's own estimate of its mean squared
 # error (the R2R loss less its offset, averaged over the steps since the last check) is
-# below this multiple of the noise variance, i.e. once its estimate beats the noisy image.
-# Before that the net is still nearly blank and its outputs hardly move with its input, so
-# their drift is small for want of a fit, not for want of an overfit: on colour images
-# (two CPU cores, the fast preset, astronaut at sigma 25) the smallest drift came at the
-# first check (18.9 dB), and a 1.5-fold rise at the second would have ended the run there.
-DRIFT_GATE = 1.0
+# below this multiple of the noise variance, i.e. once its estimate is 10 dB better than the
+# noisy image. Before that the net is still building the image, and its outputs move
+# little with its input for want of content, not for want of an overfit, so their drift
+# is small: on colour images (two CPU cores, the fast preset, astronaut at sigma 25) the
+# smallest drift came at the first check (18.9 dB), and a 1.5-fold rise at the second
+# would have ended the run there; on a dark sky at sigma 50 (hubble_deep_field) the drift
+# doubled between steps 50 and 225 while the stars came out, and a gate at the noise
+# variance itself (1, before) stopped the run at step 200, 1.5 dB below its best snapshot
+# (0.8 with 0.1). On 47 traced runs (two CPU cores, 39 grey runs of the fast preset at
+# sigma 15-50, six colour ones, two of four nets; gates of 1, 0.15 and 0.1 modelled on the
+# same traces) 0.1 changed two others, grass and gravel at sigma 50, which then ran to
+# their end, 0.16 and 0.02 dB lower (benchmarks/RESULTS.md, "The drift's gate").
+DRIFT_GATE = 0.1
 
 
 class DivergenceWatch:

@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_uncertainty import neighbours_error  # noqa: E402
 
 DEFAULT_IMAGES = ["camera", "astronaut", "coins", "chelsea", "moon", "coffee", "page",
                   "rocket", "immunohistochemistry", "text"]
@@ -131,13 +135,17 @@ def uncertainty_stats(ref, est, var, mask2d=None) -> dict:
 
     std = np.sqrt(np.maximum(np.asarray(var, np.float64), 0.0))
     err = np.abs(ref - np.asarray(est, np.float64))
+    near = neighbours_error(err)  # the smooth map's ceiling (bench_uncertainty.py)
     out = {"spearman_std_abs_err": float(spearmanr(std.ravel(), err.ravel())[0]),
+           "spearman_neighbours": float(spearmanr(near.ravel(), err.ravel())[0]),
            "mean_std": float(std.mean())}
     if mask2d is not None:
         m = np.broadcast_to(mask2d[..., None], ref.shape) if ref.ndim == 3 else mask2d
         out["mean_std_missing"] = float(std[m].mean())
         out["mean_std_known"] = float(std[~m].mean()) if (~m).any() else float("nan")
         out["spearman_missing"] = float(spearmanr(std[m].ravel(), err[m].ravel())[0])
+        out["spearman_neighbours_missing"] = float(spearmanr(near[m].ravel(),
+                                                             err[m].ravel())[0])
     return out
 
 
@@ -161,7 +169,8 @@ def have_bm3d() -> str | None:
 # ----------------------------------------------------------------------------- output
 class Table:
     COLS = [("task", 9), ("image", 11), ("cond", 9), ("method", 12), ("psnr", 7),
-            ("ssim", 6), ("psnr_miss", 9), ("rho", 6), ("std_in/out", 13), ("steps", 9),
+            ("ssim", 6), ("psnr_miss", 9), ("rho", 6), ("nbrs", 5), ("std_in/out", 13),
+            ("steps", 9),
             ("sec", 6)]
 
     def __init__(self):
@@ -183,7 +192,8 @@ class Table:
             steps = str(r["steps"]) + (f"@{r['best_step']}" if r.get("best_step") else "")
         vals = [r["task"], r["image"], r["cond"], r["method"], f(r.get("psnr")),
                 f(r.get("ssim"), 3), f(r.get("psnr_missing")),
-                f(u.get("spearman_std_abs_err"), 2), inout, steps, f(r.get("seconds"), 1)]
+                f(u.get("spearman_std_abs_err"), 2), f(u.get("spearman_neighbours"), 2),
+                inout, steps, f(r.get("seconds"), 1)]
         return " ".join(f"{str(v):>{w}}" for v, (_, w) in zip(vals, self.COLS))
 
     def add(self, r: dict) -> None:
@@ -223,6 +233,7 @@ def summarise(rows: list[dict], kinds: dict[str, str] | None = None) -> list[dic
                     "vs_peer": float(np.mean(gaps)) if gaps else None,
                     "psnr_missing": mean("psnr_missing"), "seconds": mean("seconds"),
                     "spearman_std_abs_err": mean("spearman_std_abs_err", "uncertainty"),
+                    "spearman_neighbours": mean("spearman_neighbours", "uncertainty"),
                     "mean_std_missing": mean("mean_std_missing", "uncertainty"),
                     "mean_std_known": mean("mean_std_known", "uncertainty")})
     order = {"all": 0, "grey": 1, "colour": 2}
@@ -452,7 +463,7 @@ def main(argv=None) -> int:
           "BM3D on grey, CBM3D on colour images)")
     print(f"{'task':>9} {'cond':>14} {'method':>12} {'kind':>6} {'n':>2} {'psnr':>7} "
           f"{'vs_peer':>7} {'ssim':>6} "
-          f"{'psnr_miss':>9} {'rho':>6} {'std_in':>7} {'std_out':>7} {'sec':>6}")
+          f"{'psnr_miss':>9} {'rho':>6} {'nbrs':>5} {'std_in':>7} {'std_out':>7} {'sec':>6}")
 
     def f(v, nd=2):
         return "-" if v is None else f"{v:.{nd}f}"
@@ -461,7 +472,8 @@ def main(argv=None) -> int:
         print(f"{s['task']:>9} {s['cond']:>14} {s['method']:>12} {s['kind']:>6} {s['n']:>2} "
               f"{f(s['psnr']):>7} {f(s['vs_peer']):>7} {f(s['ssim'], 3):>6} "
               f"{f(s['psnr_missing']):>9} "
-              f"{f(s['spearman_std_abs_err']):>6} {f(s['mean_std_missing'], 3):>7} "
+              f"{f(s['spearman_std_abs_err']):>6} {f(s['spearman_neighbours']):>5} "
+              f"{f(s['mean_std_missing'], 3):>7} "
               f"{f(s['mean_std_known'], 3):>7} {f(s['seconds'], 1):>6}")
     missing = sorted({r["method"] for r in table.rows if r.get("error")})
     if missing:
@@ -469,8 +481,6 @@ def main(argv=None) -> int:
     sys.stdout.flush()
 
     if args.json:
-        import os
-
         try:
             versions = napari_dip.versions()
         except Exception:  # noqa: BLE001

@@ -13,7 +13,11 @@ Both run ``napari_dip.restore(observed, method="sgld", preset=..., steps=..., se
 For every case the script reports
 
 * Spearman's rank correlation between std and the absolute error |mean - clean| (all
-  pixels; for inpainting also inside the holes and on the known pixels);
+  pixels; for inpainting also inside the holes and on the known pixels), beside two
+  references: "ideal", what a calibrated std would reach with one error draw per pixel,
+  and "nbrs", what each pixel's neighbours' true error reaches (``neighbours_error``:
+  the mean |error| within about a pixel, the pixel's own left out), roughly the most a
+  spatially smooth map can reach on that image;
 * the mean std inside the holes over the mean std on the known pixels (and the same
   ratio for the absolute error, which is what an ideal std ratio would follow);
 * calibration: pixels are put into quantile bins of their predicted std; per bin the
@@ -106,7 +110,26 @@ def calibration_curve(std: np.ndarray, err: np.ndarray, bins: int) -> dict:
             "ratio": [e / s if s > 0 else float("inf") for e, s in zip(rmse, rms_std)]}
 
 
-def stats_for(std: np.ndarray, err: np.ndarray) -> dict:
+def neighbours_error(abs_err: np.ndarray, width: float = 1.0, spatial: int = 2) -> np.ndarray:
+    """Each pixel's neighbours' mean absolute error, with Gaussian weights of std ``width``
+    pixels over the first ``spatial`` axes and the pixel itself left out: a map that knows
+    the true errors around a pixel but not the pixel's own. How well it ranks the errors
+    (Spearman) is about the most a spatially smooth uncertainty map can be expected to
+    reach on that image and noise draw, since one pixel's error is one random draw."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = (width,) * spatial + (0,) * (abs_err.ndim - spatial)
+    impulse = np.zeros((9,) * spatial + (1,) * (abs_err.ndim - spatial))
+    centre = (4,) * spatial + (0,) * (abs_err.ndim - spatial)
+    impulse[centre] = 1.0
+    own = gaussian_filter(impulse, sigma, mode="constant")[centre]
+    return (gaussian_filter(abs_err, sigma, mode="reflect") - own * abs_err) / (1.0 - own)
+
+
+def stats_for(std: np.ndarray, err: np.ndarray, neighbours: np.ndarray | None = None) -> dict:
+    """Spearman, calibration and coverage of ``std`` against the error ``err``;
+    ``neighbours`` (same pixels, from :func:`neighbours_error`) adds the Spearman
+    correlation of the neighbours' error with the error, the smooth map's ceiling."""
     from scipy.stats import spearmanr
 
     a = np.abs(err)
@@ -123,7 +146,9 @@ def stats_for(std: np.ndarray, err: np.ndarray) -> dict:
             "rmse": float(np.sqrt(np.mean(err**2))), "rms_std": rms_std,
             "rmse_over_rms_std": float(np.sqrt(np.mean(err**2)) / rms_std) if rms_std > 0
             else float("inf"),
-            "coverage_1.96std": float(np.mean(a <= 1.96 * std))}
+            "coverage_1.96std": float(np.mean(a <= 1.96 * std)),
+            "spearman_neighbours": float(spearmanr(neighbours.ravel(), a.ravel())[0])
+            if neighbours is not None and std.size > 2 else None}
 
 
 # ----------------------------------------------------------------------------- runs
@@ -133,7 +158,7 @@ def run_sgld(observed: np.ndarray, args, mask=None):
     t = time.perf_counter()
     res = napari_dip.restore(observed, method="sgld", mask=mask, preset=args.preset,
                              steps=args.steps, seed=args.seed, device=args.device,
-                             members=args.members)
+                             members=args.members, **args.extra)
     return res, time.perf_counter() - t
 
 
@@ -149,8 +174,8 @@ def case_denoise(clean: np.ndarray, args) -> dict:
             "psnr_noisy": float(peak_signal_noise_ratio(clean, noisy, data_range=1.0)),
             "psnr": float(peak_signal_noise_ratio(clean, res.image, data_range=1.0)),
             "steps": res.steps, "stop_reason": res.stop_reason, "seconds": sec,
-            "all": stats_for(std, err), "calibration": calibration_curve(std, err, args.bins),
-            "_maps": (err, std, None)}
+            "all": stats_for(std, err, neighbours_error(np.abs(err))),
+            "calibration": calibration_curve(std, err, args.bins), "_maps": (err, std, None)}
 
 
 def case_inpaint(clean: np.ndarray, args) -> dict:
@@ -162,7 +187,9 @@ def case_inpaint(clean: np.ndarray, args) -> dict:
     res, sec = run_sgld(observed, args, mask=missing)
     err = np.asarray(res.image, np.float64) - clean
     std = np.asarray(res.std, np.float64)
-    holes, known = stats_for(std[missing], err[missing]), stats_for(std[~missing], err[~missing])
+    near = neighbours_error(np.abs(err))
+    holes = stats_for(std[missing], err[missing], near[missing])
+    known = stats_for(std[~missing], err[~missing], near[~missing])
     out = {"case": "inpaint",
            "condition": f"{missing.mean() * 100:.0f}% missing (random 50% + text and block "
                         f"{text.mean() * 100:.0f}%)",
@@ -171,9 +198,10 @@ def case_inpaint(clean: np.ndarray, args) -> dict:
            "psnr": float(peak_signal_noise_ratio(clean, res.image, data_range=1.0)),
            "psnr_holes": float(10 * np.log10(1.0 / np.mean(err[missing] ** 2))),
            "steps": res.steps, "stop_reason": res.stop_reason, "seconds": sec,
-           "all": stats_for(std, err), "holes": holes, "known": known,
-           "holes_random": stats_for(std[rand & ~text], err[rand & ~text]),
-           "holes_text_block": stats_for(std[text], err[text]),
+           "all": stats_for(std, err, near), "holes": holes, "known": known,
+           "holes_random": stats_for(std[rand & ~text], err[rand & ~text],
+                                     near[rand & ~text]),
+           "holes_text_block": stats_for(std[text], err[text], near[text]),
            "std_ratio_holes_known": holes["mean_std"] / known["mean_std"],
            "abs_err_ratio_holes_known": holes["mean_abs_err"] / known["mean_abs_err"],
            "calibration": calibration_curve(std, err, args.bins),
@@ -256,6 +284,9 @@ def parse_args(argv=None):
     p.add_argument("--members", type=int, default=1,
                    help="SGLD chains run together, their samples pooled (1)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--calibration-share", type=float, default=None,
+                   help="SGLD's calibration_share for the inpainting case (default: the "
+                        "preset's; 0: the std in the gaps as the chain gives it)")
     p.add_argument("--png", default=os.path.join(ROOT, "docs", "images", "calibration.png"),
                    help="calibration plot (docs/images/calibration.png)")
     p.add_argument("--json", default=None,
@@ -271,6 +302,7 @@ def parse_args(argv=None):
         a.size = a.size or 64
         a.steps = a.steps or 1500
     a.size = a.size or 128
+    a.extra = {} if a.calibration_share is None else {"calibration_share": a.calibration_share}
     if a.size < 16:
         p.error("--size: expected at least 16")
     if a.bins < 2:
@@ -295,15 +327,15 @@ def main(argv=None) -> int:
     def f(v, nd=3):
         return "-" if v is None else f"{v:.{nd}f}"
 
-    print(f"\n{'case':>8} {'pixels':>16} {'n':>6} {'spearman':>8} {'ideal':>6} {'mean_std':>8} "
-          f"{'mean|err|':>9} {'rmse':>7} {'rmse/std':>8} {'cover95':>7}")
+    print(f"\n{'case':>8} {'pixels':>16} {'n':>6} {'spearman':>8} {'ideal':>6} {'nbrs':>5} "
+          f"{'mean_std':>8} {'mean|err|':>9} {'rmse':>7} {'rmse/std':>8} {'cover95':>7}")
     for c in cases:
         groups = ["all"] + [g for g in ("holes", "known", "holes_random", "holes_text_block")
                             if g in c]
         for g in groups:
             s = c[g]
             print(f"{c['case']:>8} {g:>16} {s['n']:>6} {f(s['spearman_std_abs_err'], 2):>8} "
-                  f"{f(s['spearman_if_calibrated'], 2):>6} "
+                  f"{f(s['spearman_if_calibrated'], 2):>6} {f(s['spearman_neighbours'], 2):>5} "
                   f"{f(s['mean_std'], 4):>8} {f(s['mean_abs_err'], 4):>9} {f(s['rmse'], 4):>7} "
                   f"{f(s['rmse_over_rms_std'], 2):>8} {s['coverage_1.96std'] * 100:>6.1f}%")
     for c in cases:

@@ -38,6 +38,8 @@ COMPILE_BACKENDS: dict[str, str] = {"cuda": "inductor"}
 # Below this estimated noise variance (a std of 0.1 % of the data range) an image counts as
 # clean, and the discrepancy stop rule gives way to the windowed-variance rule.
 MIN_NOISE_VARIANCE = 1e-6
+# An SGLD run calibrates its std in the gaps only with at least this many held-out pixels.
+MIN_HELD_OUT = 32
 # Length of the random perturbation of the input with which loss="sure" estimates the
 # divergence of the net (data range 1). For a given net the estimate hardly depends on it
 # (2 % between 1e-3 and 6e-2), but during the fit a longer one lets the net learn to damp
@@ -47,6 +49,20 @@ MIN_NOISE_VARIANCE = 1e-6
 # 27.52 dB; benchmarks/bench_sure_step.py). On six 256x256 images 0.003 and 0.01 gave the
 # same mean (benchmarks/RESULTS.md).
 SURE_STEP = 0.003
+
+
+def held_out(cfg: SGLDConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | None:
+    """The known pixels an SGLD run with a mask holds out of its fit to calibrate the
+    posterior std in the gaps (``cfg.calibration_share`` of them, drawn with ``seed``;
+    shape ``(1, *spatial)``, bool), or None: no mask, a share of 0, or too few known
+    pixels (under MIN_HELD_OUT held out)."""
+    if prep.known is None or cfg.calibration_share <= 0:
+        return None
+    known = prep.known > 0
+    # a stream of its own: a mask drawn with default_rng(seed) must not be the same draw
+    draw = np.random.default_rng([seed, 0xCA1]).random(known.shape)
+    held = known & (draw < cfg.calibration_share)
+    return held if held.sum() >= MIN_HELD_OUT else None
 
 
 @dataclass
@@ -192,11 +208,17 @@ def run(
     padded = arrays.pad_array(prep.data, pads, cfg.padding)
     # the loss counts known pixels only: not the holes of a mask, not the padding
     known_np = prep.known if prep.known is not None else np.ones((1, *spatial), np.float32)
+    sgld = isinstance(cfg, SGLDConfig)
+    held = held_out(cfg, prep, seed) if sgld else None  # calibrates the std in the gaps
+    held_noise = 0.0  # the noise variance in the held-out pixels' error
+    if held is not None:
+        known_np = known_np * ~held
+        held_noise = arrays.noise_variance(prep.data, prep.known)
+        held_noise = held_noise if held_noise > MIN_NOISE_VARIANCE else 0.0
     weight_np = arrays.pad_array(known_np, pads, "zeros")
     weight_np = None if weight_np.all() else weight_np
     crop = (slice(None),) + arrays.crop_slices(spatial, pads)
     channels = padded.shape[0]
-    sgld = isinstance(cfg, SGLDConfig)
     net_cfg = net_config(cfg, channels)
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching global state
@@ -465,7 +487,10 @@ def run(
         loss_hist = losses[:n].cpu().numpy().astype(np.float64) if n else np.zeros(0)
         var = None
         if sgld and moments.count > 0:
-            var = arrays.variance_to_user(moments.variance[0][crop].cpu().numpy(), prep)
+            var = moments.variance[0][crop].cpu().numpy()
+            if held is not None:
+                var = calibrated(var, final)
+            var = arrays.variance_to_user(var, prep)
         image = to_user(image_t)
         if final and keep_known:
             image = arrays.keep_known_pixels(image, prep, output_dtype=output_dtype)
@@ -491,6 +516,29 @@ def run(
             divergence=watch.last if r2r else None,
             drift=watch.last_gap if r2r else None,
         )
+
+    def calibrated(var: np.ndarray, final: bool) -> np.ndarray:
+        """The posterior variance (normalised units) with every pixel the fit did not see
+        (the gaps and the held-out pixels) multiplied by the ratio of the error on the
+        held-out pixels (less the noise variance) to their posterior variance, where that
+        ratio is above 1 (see ``SGLDConfig.calibration_share``)."""
+        mean = np.clip(moments.mean[0][crop].float().cpu().numpy(), 0.0, 1.0)  # as shown
+        on = np.broadcast_to(held, var.shape)
+        error = float(np.mean((mean[on] - prep.data[on]) ** 2)) - held_noise
+        spread = float(np.mean(var[on]))
+        ratio = error / spread if spread > 0 else 1.0
+        scale = max(ratio, 1.0)
+        if final:
+            info.notes.append(
+                f"uncertainty: {int(held.sum())} known pixels ({cfg.calibration_share:.0%})"
+                f" held out of the fit; their error"
+                f"{' less the noise variance' if held_noise > 0 else ''} is "
+                f"{max(ratio, 0.0):.3g} x their posterior variance, so the variance of "
+                f"the pixels the fit did not see (the gaps and these) is "
+                + (f"multiplied by {scale:.3g}" if ratio > 1 else "left as it is (never "
+                   "narrowed)"))
+        unseen = np.broadcast_to((prep.known == 0) | held, var.shape)
+        return np.where(unseen, var * scale, var)
 
     def refined(est: torch.Tensor) -> torch.Tensor:
         """The final estimate after the second stage (``refine="wiener"``, see

@@ -387,3 +387,34 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
     # the second stage switched off by hand reaches the run
     dock.second_stage.value = "off"
     assert dock.run_options()["refine"] == "off"
+
+
+def test_sgld_gap_calibration_setting(qtbot, viewer, dock):
+    data = tiny_image().astype(np.float32) / 255
+    viewer.add_image(data, name="gaps")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 10:22] = 1
+    labels = viewer.add_labels(mask, name="paint")
+    viewer.layers.selection.active = viewer.layers["gaps"]
+    dock.mask_layer.value = labels
+    dock.method.value = "dip"
+    assert not dock.gap_calibration.enabled  # SGLD only
+    assert "calibration_share" not in dock.run_options()
+    configure(dock, method="sgld", steps=20, every=5, burn_in=5, thinning=2)
+    assert dock.gap_calibration.enabled
+    assert dock.gap_calibration.value == pytest.approx(
+        make_config("sgld", "fast", masked=True).calibration_share)
+    assert "calibration_share" not in dock.run_options()  # the preset's own value
+    assert "held out of the fit" in dock.gap_calibration.native.toolTip()
+    run_to_end(qtbot, dock)
+    md = viewer.layers["gaps [SGLD std]"].metadata
+    assert md["config"]["calibration_share"] == pytest.approx(0.05)
+    notes = [n for n in md["notes"] if n.startswith("uncertainty:")]
+    assert len(notes) == 1 and "held out of the fit" in notes[0]
+    # switched off by hand, it reaches the run, which then keeps the chain's own std
+    dock.gap_calibration.value = 0.0
+    assert dock.run_options()["calibration_share"] == 0.0
+    run_to_end(qtbot, dock)
+    md = viewer.layers["gaps [SGLD std]"].metadata
+    assert md["config"]["calibration_share"] == 0.0
+    assert not any(n.startswith("uncertainty:") for n in md["notes"])

@@ -1,8 +1,8 @@
 """SGLD inpainting: the std in the gaps as the chain gives it, and calibrated on held-out
 known pixels (``calibration_share``), side by side.
 
-For each image (a 64x64 grey crop: camera as in ``bench_uncertainty.py``, the others the
-centre of the image resized) and each seed, the masks of ``bench_uncertainty.py`` (50 %
+For each image (a 64x64 grey crop: camera as in ``bench_uncertainty.py``, the others as
+``bench_quality.py`` prepares them, made grey) and each seed, the masks of ``bench_uncertainty.py`` (50 %
 of the pixels at random plus text strokes and a block) are filled twice with the SGLD
 fast preset: with ``calibration_share=0`` and with the preset's share. Per run it prints
 the posterior mean's PSNR, the factor the calibration applied, and for the gaps, the
@@ -25,24 +25,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import load_image  # noqa: E402
 from bench_uncertainty import inpainting_masks, load_clean  # noqa: E402
 
 
 def grey_crop(name: str, size: int) -> np.ndarray:
     """A size x size grey crop in [0, 1]: camera as bench_uncertainty.py takes it, any other
-    scikit-image picture as its centre square resized."""
+    scikit-image picture as bench_quality.py prepares it, made grey."""
     if name == "camera":
         return load_clean(size)
-    from skimage import color, data, transform, util
+    from skimage import color
 
-    img = getattr(data, name)()
-    if img.ndim == 3:
-        img = color.rgb2gray(img[..., :3])
-    img = util.img_as_float64(img)
-    h, w = img.shape
-    s = min(h, w)
-    img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return np.clip(transform.resize(img, (size, size), order=3, anti_aliasing=True), 0, 1)
+    img = load_image(name, size)
+    return color.rgb2gray(img) if img.ndim == 3 else img
 
 
 def scores(err: np.ndarray, std: np.ndarray, where: np.ndarray) -> tuple[float, float]:

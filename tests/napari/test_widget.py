@@ -51,6 +51,19 @@ def configure(widget, *, method="dip", steps=20, every=5, seed=0, **extra):
         getattr(widget, name).value = value
 
 
+def with_painted_mask(viewer, widget, data, name, box):
+    """Add ``data`` as image ``name`` and a labels layer "paint" with the slices ``box``
+    painted, select the image and make the labels the widget's mask; returns (mask,
+    labels layer)."""
+    viewer.add_image(data, name=name)
+    mask = np.zeros(data.shape[:2], np.uint8)
+    mask[box] = 1
+    labels = viewer.add_labels(mask, name="paint")
+    viewer.layers.selection.active = viewer.layers[name]
+    widget.mask_layer.value = labels
+    return mask, labels
+
+
 def run_to_end(qtbot, widget):
     worker = widget.run()
     assert worker is not None
@@ -205,12 +218,7 @@ def test_stop_keeps_latest_estimate_and_closes_engine(qtbot, viewer, dock, monke
 def test_mask_from_labels_layer(qtbot, viewer, dock):
     data = tiny_image()
     before = data.copy()
-    viewer.add_image(data, name="holes")
-    mask = np.zeros((32, 32), np.uint8)
-    mask[10:18, 12:20] = 1
-    labels = viewer.add_labels(mask, name="paint")
-    viewer.layers.selection.active = viewer.layers["holes"]
-    dock.mask_layer.value = labels
+    mask, labels = with_painted_mask(viewer, dock, data, "holes", np.s_[10:18, 12:20])
     configure(dock, steps=10, every=5, keep_known=True)
     run_to_end(qtbot, dock)
 
@@ -390,13 +398,8 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
 
 
 def test_sgld_gap_calibration_setting(qtbot, viewer, dock):
-    data = tiny_image().astype(np.float32) / 255
-    viewer.add_image(data, name="gaps")
-    mask = np.zeros((32, 32), np.uint8)
-    mask[8:20, 10:22] = 1
-    labels = viewer.add_labels(mask, name="paint")
-    viewer.layers.selection.active = viewer.layers["gaps"]
-    dock.mask_layer.value = labels
+    with_painted_mask(viewer, dock, tiny_image().astype(np.float32) / 255, "gaps",
+                      np.s_[8:20, 10:22])
     dock.method.value = "dip"
     assert not dock.gap_calibration.enabled  # SGLD only
     assert "calibration_share" not in dock.run_options()

@@ -269,7 +269,7 @@ class DIPWidget(Container):
             tooltip="SGLD with a mask: the share of the known pixels held out of the fit "
                     "to calibrate the uncertainty in the gaps (the chain's own is too "
                     "small there: on test crops 82 % of the gaps' errors fell within 1.96 "
-                    "std, 93 % with 5 % held out, for about 0.16 dB of the mean). 0 turns "
+                    "std, 93 % with 5 % held out, for about 0.18 dB of the mean). 0 turns "
                     "it off.")
         self.snapshot_every = SpinBox(
             name="snapshot_every", label="update every", min=1, max=100_000,

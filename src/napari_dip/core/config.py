@@ -164,9 +164,9 @@ class DIPConfig:
         the fit still improves, so it stops the run only with ``r2r_draws=0`` (two CPU
         cores, 27 runs on 256x256 grey images at sigma 15-50: the drift stop kept 0.09 dB
         less than the best snapshot on average and at most 0.75 less, a stop at the
-        first negative divergence 1.27 dB less; benchmarks/RESULTS.md) (the reported loss is the fit's estimate of
-        the mean squared error to the clean image of the output for the recorrupted
-        input). Needs every pixel known and method "dip", as SURE; the ``sure_*``
+        first negative divergence 1.27 dB less; benchmarks/RESULTS.md) (the reported
+        loss is the fit's estimate of the mean squared error to the clean image of the
+        output for the recorrupted input). Needs every pixel known and method "dip", as SURE; the ``sure_*``
         options (noise limits, clipping) hold for it too. On two CPU cores the fast
         preset with it came 0.66 dB below BM3D after 60 s on six 256x256 8-bit grey images
         at sigma 25, where SURE came 1.07 dB below in the same run (0.96 at its end,
@@ -367,7 +367,7 @@ class SGLDConfig(DIPConfig):
         did not see is multiplied by that ratio where it is above 1 (never narrowed).
         The posterior of a pixel the fit does not see is too narrow: on a 64x64 camera
         crop with 57 % missing, its std was 1.7 times too small in the gaps, which held
-        85 % of their errors within 1.96 std instead of 95 %
+        86 % of their errors within 1.96 std instead of 95 %
         (benchmarks/RESULTS.md). 0 (the papers' setting): off. The fast and balanced
         presets hold out 5 %.
     """

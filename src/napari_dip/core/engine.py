@@ -537,7 +537,7 @@ def run(
                 f"the pixels the fit did not see (the gaps and these) is "
                 + (f"multiplied by {scale:.3g}" if ratio > 1 else "left as it is (never "
                    "narrowed)"))
-        unseen = np.broadcast_to((prep.known == 0) | held, var.shape)
+        unseen = np.broadcast_to(known_np == 0, var.shape)  # the gaps and the held-out
         return np.where(unseen, var * scale, var)
 
     def refined(est: torch.Tensor) -> torch.Tensor:

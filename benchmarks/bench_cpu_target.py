@@ -18,6 +18,9 @@ seed 0, clipped and rounded to uint8): images that nothing here was tuned on.
 of 60 s), e.g. for the SURE variants on the wider nets (``sure-w64``, ``sure-w128``).
 
 Add a configuration to CONFIGS to try an idea; it is compared with the rest in one run.
+Where a configuration ends with a second stage (``refine``), a row "<name>:net" gives the
+same run's net before the stage (its snapshot before the final one), so "fast" also
+shows what "fast-noref" would.
 """
 
 from __future__ import annotations
@@ -115,13 +118,17 @@ def test_image(name, sigma=25.0, seed=0, colour=False):
 
 
 def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="cpu"):
-    """PSNR and step at ``mark`` seconds and at the budget (or the run's end), and the
-    run's trace of (step, seconds, PSNR) at every snapshot."""
+    """PSNR and step at ``mark`` seconds and at the budget (or the run's end), the last
+    snapshot, the run's trace of (step, seconds, PSNR, loss) at every snapshot, and where a
+    second stage ran the trace's entry for the snapshot before it (the net's estimate that
+    went into the stage; else None)."""
     at = {}
     trace = []
-    snap = None
+    snap = prev = None
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
                                    device=device, **options):
+        if snap.done:
+            prev = trace[-1] if trace else None
         trace.append((snap.step, round(snap.elapsed, 3), round(snap.psnr, 3),
                       float(f"{snap.loss:.4g}")))
         for t in (mark, budget):
@@ -131,7 +138,9 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
             break
     for t in (mark, budget):
         at.setdefault(t, (snap.psnr, snap.step))
-    return at, snap, trace
+    if prev is None or snap.info.config.refine == "off" or not snap.done:
+        prev = None
+    return at, snap, trace, prev
 
 
 def main(argv=None):
@@ -166,8 +175,8 @@ def main(argv=None):
             print(rows[-1], flush=True)
         for name in args.configs.split(","):
             preset, options = CONFIGS[name]
-            at, snap, trace = run_config(noisy, clean, preset, options, args.budget,
-                                         args.seed, mark=args.mark, device=args.device)
+            at, snap, trace, prev = run_config(noisy, clean, preset, options, args.budget,
+                                               args.seed, mark=args.mark, device=args.device)
             best = max(trace, key=lambda t: t[2])
             rows.append(dict(base, name=name, preset=preset, options=options,
                              psnr_60=at[args.mark][0], steps_60=at[args.mark][1],
@@ -176,6 +185,13 @@ def main(argv=None):
                              best_psnr=best[2], best_step=best[0]))
             print(rows[-1], flush=True)
             rows[-1]["trace"] = trace
+            if prev is not None:  # the same run's net before its second stage
+                step, sec, net_psnr = prev[:3]
+                early = at[args.mark][1] < snap.step  # the mark fell before the end
+                rows.append(dict(rows[-1], name=f"{name}:net", trace=None,
+                                 psnr_60=at[args.mark][0] if early else net_psnr,
+                                 psnr_budget=net_psnr, seconds=sec))
+                print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
             save(args, rows)  # after every run, so that a run cut short keeps what it did
     from napari_dip.core.device import device_name, resolve_device
 

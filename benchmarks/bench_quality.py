@@ -5,7 +5,8 @@ Tasks
 denoise      Gaussian noise at sigma in {15, 25, 50}/255 (unclipped, noise seed 0) on images
              bundled with scikit-image: DIP with the stop rule (the preset's result,
              after its second stage where it has one: ``refine``), the net's estimate
-             at the stop ("dip_stop_net", where a second stage ran), DIP oracle (best
+             at the stop ("dip_stop_net", where a second stage ran: the same run's snapshot
+             before the stage), DIP oracle (best
              snapshot PSNR of an auto_stop=False run of the net, no second stage), SGLD
              posterior mean, BM3D / CBM3D (PyPI ``bm3d``). PSNR (data_range=1) and SSIM
              per image and averaged.
@@ -255,6 +256,28 @@ def run_engine(img_in, *, method, mask=None, channel_axis, args, auto_stop=None,
     return res, time.perf_counter() - t
 
 
+def run_dip_stop(img_in, *, channel_axis, args):
+    """DIP with the stop rule: the result, its seconds, and the snapshot before the final
+    one (where a second stage ran, the net's estimate that went into it)."""
+    import napari_dip
+
+    t = time.perf_counter()
+    snaps = [None, None]
+    losses = []
+    for snap in napari_dip.iterate(img_in.astype(np.float32), method="dip",
+                                   channel_axis=channel_axis, preset=args.preset,
+                                   steps=args.steps, auto_stop=True, device=args.device,
+                                   seed=args.seed, **args.options):
+        snaps = [snaps[1], snap]
+        losses.append(snap.losses)
+    prev, snap = snaps
+    res = napari_dip.Result(
+        image=snap.image, variance=snap.variance, steps=snap.step,
+        stop_reason=snap.stop_reason or "", psnr=snap.psnr, best_step=snap.best_step,
+        losses=np.concatenate(losses), elapsed=snap.elapsed, info=snap.info)
+    return res, time.perf_counter() - t, prev
+
+
 def dip_oracle(noisy, clean, *, channel_axis, args):
     """auto_stop=False run; the best snapshot PSNR against the ground truth. The net's
     snapshots only: the run's second stage (``refine``) is off, so that the oracle bounds
@@ -290,22 +313,16 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
         # DIP with the stop rule (a SURE run has none: its whole run), then the second
         # stage where the preset has one ("dip_stop"); the net's own estimate
         # ("dip_stop_net") is what the stop rule picked, to compare with the oracle
-        res, sec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
-                              auto_stop=True)
+        res, sec, net = run_dip_stop(noisy, channel_axis=ch, args=args)
         table.add({**base, "method": "dip_stop", "psnr": psnr(clean, res.image),
                    "ssim": ssim(clean, res.image), "steps": res.steps,
                    "best_step": res.best_step, "stop_reason": res.stop_reason,
                    "refine": res.info.config.refine, "seconds": sec})
         if res.info.config.refine != "off":
-            if res.info.config.loss == "sure":  # no stop rule: the oracle's run
-                net, nsec = last, osec
-            else:
-                net, nsec = run_engine(noisy, method="dip", channel_axis=ch, args=args,
-                                       auto_stop=True, refine="off")
+            # the same run's last progressive snapshot: the estimate the stage started from
             table.add({**base, "method": "dip_stop_net", "psnr": psnr(clean, net.image),
-                       "ssim": ssim(clean, net.image),
-                       "steps": getattr(net, "steps", getattr(net, "step", None)),
-                       "stop_reason": net.stop_reason, "seconds": nsec})
+                       "ssim": ssim(clean, net.image), "steps": net.step,
+                       "stop_reason": res.stop_reason, "seconds": net.elapsed})
         table.add({**base, "method": "dip_oracle", "psnr": bp, "ssim": ssim(clean, bimg),
                    "steps": last.step, "best_step": bstep,
                    "final_psnr": psnr(clean, last.image), "seconds": osec})

@@ -10,8 +10,8 @@
 #     where a nearly blank first output once set the drift's reference (DRIFT_GATE);
 #  2. the time-budget table (bench_cpu_target.py) of the fast and balanced presets on the
 #     ten grey images of the CPU tables at sigma 25, with the stop on, with and without
-#     their second stage (refine="wiener"), and the second stage's time by image size
-#     (bench_refine.py);
+#     their second stage (refine="wiener"; the ":net" rows: the same runs before it),
+#     and the second stage's time by image size (bench_refine.py);
 #  3. the quality benchmark of the balanced preset (the default) on its 8 images at sigma
 #     15, 25 and 50, DIP with the stop rule against its oracle and BM3D / CBM3D.
 #  4. (PART=3, a call of its own) inpainting (bench_inpaint.py) at 512x512: the balanced
@@ -46,7 +46,7 @@ fi
 [ "$PART" = 1 ] && exit 0
 TAIL=16 stage "${LIMIT_TABLE:-200}" table python3 benchmarks/bench_cpu_target.py \
     --device "$DEVICE" --sigma 25 --mark 5 --budget 20 --threads 8 \
-    --configs "${CONFIGS:-fast,fast-noref,balanced,balanced-noref}" \
+    --configs "${CONFIGS:-fast,balanced}" \
     --images "${IMAGES:-sample,moon,coins,astronaut,coffee,chelsea,brick,grass,gravel,clock}" \
     --json "$OUT/table.json"
 TAIL=12 stage "${LIMIT_REFINE:-60}" refine python3 benchmarks/bench_refine.py \

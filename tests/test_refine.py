@@ -168,3 +168,19 @@ def test_with_a_mask_only_the_known_pixels_are_refined(noisy_crop, camera_crop):
     ramp = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
     clean = restore(ramp, refine="wiener", **kw)
     assert "refine: off (the image shows no noise to filter)" in clean.info.notes
+
+
+def test_the_snapshot_before_the_final_one_is_the_net_estimate(noisy_crop):
+    """The estimate that goes into the second stage comes as the last progressive snapshot:
+    the same as the final image of the same run without the stage."""
+    from napari_dip import iterate
+
+    kw = dict(preset="fast", seed=0, device="cpu", steps=60)
+    snaps = list(iterate(noisy_crop, **kw))
+    plain = restore(noisy_crop, refine="off", **kw)
+    assert snaps[-1].done and not snaps[-2].done
+    assert snaps[-2].step == snaps[-1].step
+    np.testing.assert_allclose(snaps[-2].image, plain.image, atol=1e-6)
+    assert not np.allclose(snaps[-1].image, plain.image, atol=1e-3)
+    # the losses are not counted twice
+    assert sum(len(s.losses) for s in snaps) == snaps[-1].step

@@ -119,7 +119,9 @@ def iterate(
     **options: Any,
 ) -> Iterator[Snapshot]:
     """Restore an image with DIP or SGLD-DIP, yielding a :class:`Snapshot` every
-    ``snapshot_every`` steps and a final one with ``done=True``.
+    ``snapshot_every`` steps and a final one with ``done=True``. Where a second stage runs
+    (``refine``), the snapshot before the final one holds the net's estimate that goes
+    into it.
 
     All arguments are checked before this function returns; the work starts at the first
     ``next()``. Closing the generator stops the run and frees the device memory.

@@ -106,7 +106,8 @@ class Snapshot:
     stop_reason : str or None
         Why the run ended (final snapshot only).
     done : bool
-        True for the final snapshot.
+        True for the final snapshot. Where a second stage runs (``refine``), the snapshot
+        just before the final one holds the net's estimate that goes into it.
     elapsed : float
         Seconds since the engine started.
     max_steps : int
@@ -753,6 +754,11 @@ def run(
                 "moving average" if cfg.ema > 0 else "last output")
             stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
         if cfg.refine == "wiener" and not sgld:
+            # the estimate that goes into the second stage, as the last progressive
+            # snapshot: a viewer shows it while the stage runs, and a benchmark can score
+            # the net alone without a second run
+            yield snapshot(False, final, None)
+            last_snapshot_step = step
             final = refined(final)
         yield snapshot(True, final, stop_reason)
     finally:

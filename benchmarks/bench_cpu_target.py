@@ -188,9 +188,11 @@ def main(argv=None):
             if prev is not None:  # the same run's net before its second stage
                 step, sec, net_psnr = prev[:3]
                 early = at[args.mark][1] < snap.step  # the mark fell before the end
+                net_best = max(trace[:-1], key=lambda t: t[2])
                 rows.append(dict(rows[-1], name=f"{name}:net", trace=None,
                                  psnr_60=at[args.mark][0] if early else net_psnr,
-                                 psnr_budget=net_psnr, seconds=sec))
+                                 psnr_budget=net_psnr, seconds=sec,
+                                 best_psnr=net_best[2], best_step=net_best[0]))
                 print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
             save(args, rows)  # after every run, so that a run cut short keeps what it did
     from napari_dip.core.device import device_name, resolve_device

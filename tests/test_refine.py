@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from napari_dip import make_config, restore
 from napari_dip.core.config import config_from_json, refine_share
-from napari_dip.core.refine import wiener_refine
+from napari_dip.core.refine import hard_threshold, wiener_refine
 
 SIGMA = 25 / 255
 
@@ -105,6 +105,24 @@ def test_a_volume_is_filtered_plane_by_plane(noisy_crop):
         assert torch.allclose(out[:, z], wiener_refine(y[:, z], pilot[:, z], SIGMA))
 
 
+def test_hard_thresholding_keeps_texture_and_guides_the_filter(camera_crop, noisy_crop):
+    """BM3D's first step: an estimate from the noisy image alone, whose gains guide the
+    Wiener filter to a better estimate still; on a flat image it leaves no noise behind."""
+    y = torch.from_numpy(noisy_crop)[None]
+    est = hard_threshold(y, SIGMA)
+    assert est.shape == y.shape and torch.isfinite(est).all()
+    err_noisy = _mse(noisy_crop, camera_crop)
+    err_est = _mse(est[0].numpy(), camera_crop)
+    assert err_est < 0.4 * err_noisy
+    guided = wiener_refine(y, est, SIGMA)
+    assert _mse(guided[0].numpy(), camera_crop) < 0.95 * err_est
+    flat = 0.5 + np.random.default_rng(1).normal(0, SIGMA, (48, 48)).astype(np.float32)
+    out = hard_threshold(torch.from_numpy(flat)[None], SIGMA)[0].numpy()
+    assert np.std(out) < 0.15 * SIGMA and abs(np.mean(out) - 0.5) < 0.01
+    # without noise there is nothing to threshold
+    assert torch.equal(hard_threshold(y, 0.0), y)
+
+
 def test_bad_arguments_are_named():
     y = torch.zeros(1, 16, 16)
     with pytest.raises(ValueError, match="same shape"):
@@ -148,6 +166,25 @@ def test_a_run_refines_its_final_estimate_only(noisy_crop, camera_crop):
     # refine_blend=1 keeps the net's estimate as it was
     kept = restore(noisy_crop, refine_blend=1.0, **kw)
     np.testing.assert_allclose(kept.image, plain.image, atol=1e-6)
+
+
+def test_gains_from_a_thresholding_estimate_take_their_share(noisy_crop, camera_crop):
+    kw = dict(preset="fast", seed=0, device="cpu", steps=60)
+    plain = restore(noisy_crop, refine="off", refine_blend=0.0, **kw)
+    net = restore(noisy_crop, refine_blend=0.0, refine_hard_share=0.0, **kw)
+    both = restore(noisy_crop, refine_blend=0.0, refine_hard_share=0.3, **kw)
+    only = restore(noisy_crop, refine_blend=0.0, refine_hard_share=1.0, **kw)
+    note = next(n for n in both.info.notes if n.startswith("refine: Wiener"))
+    assert "0.3 of the filtered image with gains from a hard-thresholding estimate" in note
+    assert "hard-thresholding" not in next(n for n in net.info.notes
+                                           if n.startswith("refine: Wiener"))
+    # the result is the mix of the two filtered images, 0.7 and 0.3
+    np.testing.assert_allclose(both.image, 0.7 * net.image + 0.3 * only.image, atol=1e-5)
+    # the thresholding estimate does not depend on the net: its filtered image beats the
+    # net alone on this detailed crop
+    assert _mse(only.image, camera_crop) < _mse(plain.image, camera_crop)
+    with pytest.raises(ValueError, match="refine_hard_share"):
+        make_config(preset="fast", refine_hard_share=1.5)
 
 
 def test_with_a_mask_only_the_known_pixels_are_refined(noisy_crop, camera_crop):

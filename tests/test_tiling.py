@@ -118,7 +118,9 @@ def test_tiled_restore_denoises_without_seams_and_repeats_with_a_seed():
     res = snaps[-1]
     assert res.done and res.tiles == 6
     assert [s.tile for s in snaps] == sorted(s.tile for s in snaps)
-    assert all(a.step < b.step for a, b in zip(snaps, snaps[1:]))
+    # the steps never go back (a tile's estimate before its second stage repeats a step)
+    assert all(a.step <= b.step for a, b in zip(snaps, snaps[1:]))
+    assert len({s.step for s in snaps}) >= len(snaps) - 6
     assert res.psnr > engine.psnr(noisy, clean) + 3
     # no seams: the jump across the centre of every overlap is no larger than the jumps
     # next to it (the restored image is smooth where the tiles meet)

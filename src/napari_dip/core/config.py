@@ -270,6 +270,20 @@ class DIPConfig:
         differ: on the fast preset's estimates (two CPU cores, 256x256 8-bit grey) the
         best fixed share was 0 at sigma 15, 0.2 at 25 and 0.6 at 50, and the rule came
         within 0.02 dB of it on average at each level (benchmarks/RESULTS.md).
+    refine_hard_share : float
+        With ``refine="wiener"``: the share, in [0, 1], of the filtered image that comes
+        from a second pass of the filter whose gains are read from a hard-thresholding
+        estimate of the noisy image (BM3D's first step, ``refine.hard_threshold``)
+        instead of from the net's estimate; 0 (default): the net's gains only. A net's
+        estimate errs smooth, so gains read from it lose texture; the thresholding
+        estimate keeps texture at full contrast and errs noisy, so gains read from it do
+        best on detailed images and worst on smooth ones. The fast and balanced presets
+        set 0.2 when they denoise: on the same nets' estimates (two CPU cores, sigma 25)
+        +0.05 dB on ten 256x256 8-bit grey images with the fast preset (-0.05 on grass
+        to +0.10 on sample), +0.02 with the balanced preset, +0.04 on four colour images
+        with the balanced preset; a share of 1 lost 0.06, 0.18 and 0.17
+        (``benchmarks/bench_stage_mix.py``). It adds a thresholding pass and a second
+        filter: 1.6 s for a 256x256 grey image on two CPU cores.
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
         (clipped or saturated, as in 8-bit images of noisy scenes; ``arrays.clipped_ends``):
@@ -323,6 +337,7 @@ class DIPConfig:
     holdout_share: float = 0.2
     refine: str = "off"
     refine_blend: float | None = None
+    refine_hard_share: float = 0.0
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -433,7 +448,7 @@ def _fast_and_balanced(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 _SURE_FAST = dict(loss="sure", width=16, scales=4, lr=0.003, lr_final=0.5, steps=300,
                   ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=10,
-                  sure_max_trend=1.5, refine="wiener")
+                  sure_max_trend=1.5, refine="wiener", refine_hard_share=0.2)
 SURE_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_SURE_FAST)
 # The same nets fitted with Recorrupted-to-Recorrupted (loss="r2r"): one forward pass per
 # step instead of SURE's two, so twice the steps in the same time. On two CPU cores, six
@@ -454,6 +469,12 @@ _R2R_FAST = dict(_SURE_FAST, loss="r2r", steps=600, lr_final=0.3, snapshot_every
 # BM3D, the net alone 0.81 below; every image gained (0.36-1.22 dB), the whole run still
 # under 60 s (27-52 s). The filter's sizes and the blend were chosen on the estimates of
 # the six images and of three of them at sigma 15 and 50 (benchmarks/RESULTS.md).
+# 0.2 of the filtered image comes from gains read from a hard-thresholding estimate
+# (refine_hard_share): on the same nets' estimates (bench_stage_mix.py, two CPU cores,
+# sigma 25) +0.05 dB on the ten grey images with the fast preset (-0.05 to +0.10 per
+# image), +0.02 with the balanced preset (-0.07 to +0.08) and +0.04 on four colour images
+# with the balanced preset (+0.02 to +0.09); 0.3 gained about as much on average but lost
+# up to 0.11 dB (grass).
 R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # The loss each preset denoises an image without a mask with, unless another is asked for.
 # "balanced" averages four R2R nets (16 wide, 32 for colour). On an NVIDIA H200, the quality
@@ -676,6 +697,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "r2r_alpha": (0.0, 10.0),
     "holdout_share": (0.05, 0.5),
     "refine_blend": (0.0, 1.0),
+    "refine_hard_share": (0.0, 1.0),
 }
 _OPTIONAL = ("refine_blend",)  # None: chosen by the run
 _CHOICES: dict[str, tuple[str, ...]] = {

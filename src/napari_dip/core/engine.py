@@ -26,7 +26,7 @@ from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
 from .fill import push_pull
-from .refine import wiener_refine
+from .refine import hard_threshold, wiener_refine
 from .stopping import DRIFT_GATE, DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
 
 
@@ -561,8 +561,13 @@ def run(
         if prep.known is not None:  # the gaps keep the net's estimate, which fills them in
             known = torch.from_numpy(np.ascontiguousarray(prep.known)).to(device) > 0
             data = torch.where(known, data, pilot)
+        hard = cfg.refine_hard_share
         with torch.no_grad():
-            filtered = torch.lerp(wiener_refine(data, pilot, std), pilot, share)
+            filtered = wiener_refine(data, pilot, std)
+            if hard > 0:  # gains read from a thresholding estimate too, for the texture
+                from_hard = wiener_refine(data, hard_threshold(data, std), std)
+                filtered = torch.lerp(filtered, from_hard, hard)
+            filtered = torch.lerp(filtered, pilot, share)
         if known is not None:
             filtered = torch.where(known, filtered, pilot)
         out = est.clone()
@@ -571,7 +576,9 @@ def run(
             f"refine: Wiener filter on stacks of similar patches with gains from the net's "
             f"estimate (noise std {std:.3g} estimated from the image"
             f"{'; known pixels only, the gaps keep the estimate' if known is not None else ''}"
-            f"); result {1 - share:.3g} x filtered + {share:.3g} x the net's estimate"
+            + (f"; {hard:.3g} of the filtered image with gains from a hard-thresholding "
+               f"estimate instead" if hard > 0 else "")
+            + f"); result {1 - share:.3g} x filtered + {share:.3g} x the net's estimate"
             f"{' (share set by the noise level)' if cfg.refine_blend is None else ''} "
             f"({time.perf_counter() - started:.1f} s)")
         return out

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["wiener_refine"]
+__all__ = ["wiener_refine", "hard_threshold"]
 
 
 def _dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -44,9 +44,24 @@ def _dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return d.to(device=device, dtype=dtype)
 
 
+def hard_threshold(noisy: torch.Tensor, sigma: float, *, threshold: float = 2.7,
+                   patch: int = 6, stride: int = 2, radius: int = 16, group: int = 16,
+                   max_refs: int = 4096) -> torch.Tensor:
+    """An estimate of the clean image from ``noisy`` alone, as BM3D's first step makes it:
+    stacks of the ``group`` noisy patches most like each reference patch, each stack's 3-D
+    DCT coefficients below ``threshold`` x ``sigma`` set to zero, and the patches averaged
+    back with weights of the inverse of their residual noise (``sigma^2`` times the number
+    of coefficients kept). Its errors are noise-like and it keeps texture at full
+    contrast, where a net's estimate errs smooth; see ``wiener_refine``'s ``pilot``.
+    Same layout, arguments and return as ``wiener_refine`` (the pilot is the noisy image:
+    patches are matched on it)."""
+    return wiener_refine(noisy, noisy, sigma, patch=patch, stride=stride, radius=radius,
+                         group=group, max_refs=max_refs, _hard=threshold)
+
+
 def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
                   patch: int = 8, stride: int = 3, radius: int = 16, group: int = 16,
-                  max_refs: int = 4096) -> torch.Tensor:
+                  max_refs: int = 4096, _hard: float = 0.0) -> torch.Tensor:
     """Filter ``noisy`` (engine layout ``(C, *spatial)``, 2-D or 3-D) with Wiener gains taken
     from ``pilot`` (same shape, an estimate of the clean image) for white Gaussian noise of
     standard deviation ``sigma`` (in the data's units). See the module's docstring.
@@ -72,7 +87,7 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
         y = torch.einsum("dc,c...->d...", rot, y)
         p = torch.einsum("dc,c...->d...", rot, p)
     opts = dict(sigma=float(sigma), patch=patch, stride=stride, radius=radius, group=group,
-                max_refs=max_refs)
+                max_refs=max_refs, hard=float(_hard))
     if len(spatial) == 3:
         out = torch.stack([_refine_plane(y[:, z], p[:, z], **opts)
                            for z in range(spatial[0])], dim=1)
@@ -90,8 +105,9 @@ def _float64_tables(device: torch.device) -> bool:
 
 
 def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int, stride: int,
-                  radius: int, group: int, max_refs: int) -> torch.Tensor:
-    """The filter on one plane: ``y`` and ``p`` are ``(C, H, W)``."""
+                  radius: int, group: int, max_refs: int, hard: float) -> torch.Tensor:
+    """The filter on one plane: ``y`` and ``p`` are ``(C, H, W)``; ``hard`` > 0: keep the
+    noisy coefficients above ``hard`` x ``sigma`` instead of Wiener gains."""
     channels, height, width = y.shape
     k, r = patch, radius
     dev, dtype = y.device, y.dtype
@@ -154,13 +170,18 @@ def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int,
         tj = rj[None] + offsets[pick % (2 * r + 1)]
         flat = ti * n_cols + tj
         ys = F.unfold(yc[:, None], k)[:, :, flat]  # (C, k*k, group, refs)
-        ps = F.unfold(pc[:, None], k)[:, :, flat]
         yt = torch.einsum("hg,cpgr->cphr", dg, torch.einsum("pq,cqgr->cpgr", d2, ys))
-        pt = torch.einsum("hg,cpgr->cphr", dg, torch.einsum("pq,cqgr->cpgr", d2, ps))
-        pt = pt * pt
-        gain = pt / (pt + s2)
+        if hard > 0:  # the first step: keep the large coefficients as they are
+            gain = (yt.abs() > hard * sigma).to(dtype)
+        else:
+            ps = F.unfold(pc[:, None], k)[:, :, flat]
+            pt = torch.einsum("hg,cpgr->cphr", dg, torch.einsum("pq,cqgr->cpgr", d2, ps))
+            pt = pt * pt
+            gain = pt / (pt + s2)
         est = torch.einsum("pq,cpgr->cqgr", d2, torch.einsum("hg,cphr->cpgr", dg, gain * yt))
-        weight = 1.0 / (s2 * (gain * gain).sum(dim=(1, 2)) + 1e-12)  # (C, refs)
+        # (C, refs); a hard stack keeps at least one coefficient's worth of noise
+        kept = (gain * gain).sum(dim=(1, 2))
+        weight = 1.0 / (s2 * (kept.clamp(min=1.0) if hard > 0 else kept) + 1e-12)
         weight = window * weight[:, None, None, :]  # (C, k*k, 1, refs)
         target = ((ti + top) * width + tj)[None, None] + within  # (1, k*k, group, refs)
         target = target.expand(channels, -1, -1, -1).reshape(channels, -1)

@@ -302,10 +302,12 @@ class DIPWidget(Container):
             name="second_stage", label="second stage", choices=REFINE_CHOICES, value="off",
             tooltip="Wiener filter: once the network is done, filter the noisy image again "
                     "on stacks of similar patches, with gains taken from the network's "
-                    "estimate (as in BM3D's second step), and blend the two. About a "
-                    "second on a CPU for a 256x256 image; the fast and balanced presets "
-                    "use it to denoise. Images without a mask only; the updates during "
-                    "the run show the network's estimate.")
+                    "estimate (as in BM3D's second step; the fast and balanced presets "
+                    "filter a fifth of it with gains from a hard-thresholding estimate, "
+                    "which keeps texture), and blend the two. A few seconds on a CPU for a "
+                    "256x256 image; the fast and balanced presets use it to denoise. "
+                    "Images without a mask only; the updates during the run show the "
+                    "network's estimate.")
         self.noise_model = ComboBox(
             name="noise_model", label="noise", choices=NOISE_CHOICES, value="gaussian",
             tooltip="Poisson-Gaussian: for photon-counting data (fluorescence, low light); "

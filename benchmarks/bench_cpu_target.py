@@ -124,11 +124,9 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
     went into the stage; else None)."""
     at = {}
     trace = []
-    snap = prev = None
+    snap = None
     for snap in napari_dip.iterate(noisy, preset=preset, seed=seed, reference=clean,
                                    device=device, **options):
-        if snap.done:
-            prev = trace[-1] if trace else None
         trace.append((snap.step, round(snap.elapsed, 3), round(snap.psnr, 3),
                       float(f"{snap.loss:.4g}")))
         for t in (mark, budget):
@@ -138,9 +136,8 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
             break
     for t in (mark, budget):
         at.setdefault(t, (snap.psnr, snap.step))
-    if prev is None or snap.info.config.refine == "off" or not snap.done:
-        prev = None
-    return at, snap, trace, prev
+    staged = snap.done and snap.info.config.refine != "off" and len(trace) > 1
+    return at, snap, trace, trace[-2] if staged else None
 
 
 def main(argv=None):

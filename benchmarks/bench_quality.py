@@ -271,10 +271,7 @@ def run_dip_stop(img_in, *, channel_axis, args):
         snaps = [snaps[1], snap]
         losses.append(snap.losses)
     prev, snap = snaps
-    res = napari_dip.Result(
-        image=snap.image, variance=snap.variance, steps=snap.step,
-        stop_reason=snap.stop_reason or "", psnr=snap.psnr, best_step=snap.best_step,
-        losses=np.concatenate(losses), elapsed=snap.elapsed, info=snap.info)
+    res = napari_dip.Result.from_snapshot(snap, np.concatenate(losses))
     return res, time.perf_counter() - t, prev
 
 

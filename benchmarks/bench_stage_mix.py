@@ -86,18 +86,17 @@ def run_and_keep(preset: str, name: str, colour: bool, sigma: float, device: str
 
 
 def to_engine_units(case: dict):
-    """The clean image in the units of the stage's data (the engine maps the input's value
-    range linearly; the map is read off the noisy image's unclipped values)."""
-    data = case["data"]
-    noisy = np.asarray(case["noisy"], np.float64)
+    """The clean image in the units of the stage's data, and its peak value there: the
+    engine maps the noisy input's value range to [0, 1] (``arrays.prepare``)."""
+    from napari_dip.core import arrays
+
+    noisy = np.asarray(case["noisy"])
+    prep = arrays.prepare(noisy, channel_axis=-1 if noisy.ndim == 3 else None)
     clean = np.asarray(case["clean"], np.float64)
-    if noisy.ndim == 3:
-        noisy, clean = np.moveaxis(noisy, -1, 0), np.moveaxis(clean, -1, 0)
-    noisy, clean = noisy.reshape(data.shape), clean.reshape(data.shape)
-    eight_bit = case["noisy"].dtype == np.uint8
-    inside = ((noisy > 0) & (noisy < 255)) if eight_bit else np.ones(noisy.shape, bool)
-    a, b = np.polyfit(noisy[inside], data[inside], 1)
-    return a * clean + b, a * (255.0 if eight_bit else 1.0)
+    clean = np.moveaxis(clean, -1, 0) if clean.ndim == 3 else clean[None]
+    span = prep.hi - prep.lo
+    peak = 255.0 if noisy.dtype == np.uint8 else 1.0
+    return ((clean - prep.lo) / span).reshape(case["data"].shape), peak / span
 
 
 def score(case: dict, shares: list[float], threads: int) -> dict:

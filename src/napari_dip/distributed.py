@@ -821,11 +821,7 @@ def restore_as_completed(
         return
     _require_distributed()
 
-    def to_result(snap: Any) -> Any:
-        return Result(image=snap.image, variance=snap.variance, steps=snap.step,
-                      stop_reason=snap.stop_reason or "", psnr=snap.psnr,
-                      best_step=snap.best_step, losses=snap.losses, elapsed=snap.elapsed,
-                      info=snap.info)
+    to_result = Result.from_snapshot
 
     bar = None
     if progress:

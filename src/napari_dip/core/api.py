@@ -51,6 +51,16 @@ class Result:
     elapsed: float
     info: RunInfo = field(repr=False)
 
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot, losses: np.ndarray | None = None) -> Result:
+        """The result a run's final snapshot holds; ``losses``: the run's whole loss
+        history (default: the snapshot's own)."""
+        return cls(image=snap.image, variance=snap.variance, steps=snap.step,
+                   stop_reason=snap.stop_reason or "", psnr=snap.psnr,
+                   best_step=snap.best_step,
+                   losses=snap.losses if losses is None else losses,
+                   elapsed=snap.elapsed, info=snap.info)
+
     @property
     def std(self) -> np.ndarray | None:
         """Posterior standard deviation (SGLD), the square root of ``variance``."""
@@ -282,12 +292,7 @@ def restore(image: Any, **kwargs: Any) -> Result:
     for snap in iterate(image, **kwargs):
         losses.append(snap.losses)
     assert snap is not None and snap.done
-    return Result(
-        image=snap.image, variance=snap.variance, steps=snap.step,
-        stop_reason=snap.stop_reason or "", psnr=snap.psnr, best_step=snap.best_step,
-        losses=np.concatenate(losses) if losses else np.zeros(0), elapsed=snap.elapsed,
-        info=snap.info,
-    )
+    return Result.from_snapshot(snap, np.concatenate(losses))
 
 
 def resolve_config(

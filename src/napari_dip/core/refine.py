@@ -20,6 +20,11 @@ RGB, the opponent colours: the mean and two differences), which keeps white nois
 with the same sigma; patches are matched on the first (mean) channel and every channel is
 filtered with the same stacks. Volumes are filtered plane by plane.
 
+``hard_threshold`` runs the same stacks as BM3D's first step: matched on the noisy image
+itself, with the coefficients below a threshold set to zero instead of Wiener gains. Its
+estimate keeps texture that a net's estimate smooths, and serves as a second pilot
+(``refine_hard_share`` in the engine).
+
 Everything runs in torch on the device of its inputs; the reference patches are taken in
 bands of rows so that the memory stays small (see ``max_refs``) whatever the image size.
 """
@@ -55,13 +60,13 @@ def hard_threshold(noisy: torch.Tensor, sigma: float, *, threshold: float = 2.7,
     contrast, where a net's estimate errs smooth; see ``wiener_refine``'s ``pilot``.
     Same layout, arguments and return as ``wiener_refine`` (the pilot is the noisy image:
     patches are matched on it)."""
-    return wiener_refine(noisy, noisy, sigma, patch=patch, stride=stride, radius=radius,
-                         group=group, max_refs=max_refs, _hard=threshold)
+    return _filter(noisy, None, sigma, patch=patch, stride=stride, radius=radius,
+                   group=group, max_refs=max_refs, hard=threshold)
 
 
 def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
                   patch: int = 8, stride: int = 3, radius: int = 16, group: int = 16,
-                  max_refs: int = 4096, _hard: float = 0.0) -> torch.Tensor:
+                  max_refs: int = 4096) -> torch.Tensor:
     """Filter ``noisy`` (engine layout ``(C, *spatial)``, 2-D or 3-D) with Wiener gains taken
     from ``pilot`` (same shape, an estimate of the clean image) for white Gaussian noise of
     standard deviation ``sigma`` (in the data's units). See the module's docstring.
@@ -72,22 +77,35 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     if noisy.shape != pilot.shape:
         raise ValueError(f"noisy and pilot must have the same shape, got {tuple(noisy.shape)} "
                          f"and {tuple(pilot.shape)}")
+    return _filter(noisy, pilot, sigma, patch=patch, stride=stride, radius=radius,
+                   group=group, max_refs=max_refs, hard=0.0)
+
+
+def _filter(noisy: torch.Tensor, pilot: torch.Tensor | None, sigma: float, *, patch: int,
+            stride: int, radius: int, group: int, max_refs: int,
+            hard: float) -> torch.Tensor:
+    """``wiener_refine`` (``hard`` 0) or ``hard_threshold`` (``hard`` > 0, ``pilot``
+    None: patches matched on the noisy image)."""
     if patch < 2 or stride < 1 or stride > patch or radius < 0 or group < 1:
         raise ValueError(f"expected patch >= 2, 1 <= stride <= patch, radius >= 0 and "
                          f"group >= 1; got patch={patch}, stride={stride}, radius={radius}, "
                          f"group={group}")
     spatial = noisy.shape[1:]
     if not sigma > 0 or any(s < patch for s in spatial[-2:]):
-        return pilot.clone()
+        return (noisy if pilot is None else pilot).clone()
     dtype = torch.float32 if noisy.dtype in (torch.float16, torch.bfloat16) else noisy.dtype
-    y, p = noisy.to(dtype), pilot.to(dtype)
+    y = noisy.to(dtype)
     channels = y.shape[0]
     rot = _dct_matrix(channels, dtype, y.device) if channels > 1 else None
     if rot is not None:  # opponent colours: white noise stays white, with the same sigma
         y = torch.einsum("dc,c...->d...", rot, y)
-        p = torch.einsum("dc,c...->d...", rot, p)
+    if pilot is None:  # thresholding: the stacks are matched on the noisy image itself
+        p = y
+    else:
+        p = pilot.to(dtype)
+        p = torch.einsum("dc,c...->d...", rot, p) if rot is not None else p
     opts = dict(sigma=float(sigma), patch=patch, stride=stride, radius=radius, group=group,
-                max_refs=max_refs, hard=float(_hard))
+                max_refs=max_refs, hard=float(hard))
     if len(spatial) == 3:
         out = torch.stack([_refine_plane(y[:, z], p[:, z], **opts)
                            for z in range(spatial[0])], dim=1)

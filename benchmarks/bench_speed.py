@@ -135,27 +135,43 @@ def cuda_variants(args):
     return out
 
 
-def sgld_in_budget(noisy, clean, dev, channel_axis, args):
-    """SGLD at the papers' net with as many steps as fit ``--sgld-seconds`` at the measured
-    speed: 40 % burn-in, 100 kept samples, a quarter of the papers' Langevin noise."""
-    from scipy.stats import spearmanr
-
-    opts = parse_options(args.sgld_options)
-    probe = make_config("sgld", "quality", **opts)
+def sgld_in_budget(noisy, clean, dev, channel_axis, args, options):
+    """SGLD at the papers' net (changed by ``options``, e.g. 'width=64,members=4') with as
+    many steps as fit ``--sgld-seconds`` at the measured speed: 40 % burn-in, 100 kept
+    samples."""
+    probe = make_config("sgld", "quality", **parse_options(options))
     ms, _, _ = engine_step_time(noisy, dev, probe, args.steps, channel_axis)
     steps = max(200, int(0.95 * args.sgld_seconds * 1000 / ms))
     burn = int(0.4 * steps)
     cfg = probe.replace(steps=steps, burn_in=burn, thinning=max(1, (steps - burn) // 100))
+    return sgld_row(f"SGLD in {args.sgld_seconds:g} s, {options}", noisy, clean, dev,
+                    channel_axis, cfg, ms)
+
+
+def sgld_reference(noisy, clean, dev, channel_axis, args):
+    """The papers' SGLD schedule run to its end (20000 steps, burn-in 7000, a sample every
+    50, Langevin noise 2 lr; ``--sgld-reference-options`` may change it, e.g. 'steps=300'
+    for a dry run): the posterior mean the time-budget rows are measured against."""
+    cfg = make_config("sgld", "quality", **parse_options(args.sgld_reference_options))
+    ms, _, _ = engine_step_time(noisy, dev, cfg, args.steps, channel_axis)
+    label = args.sgld_reference_options or "as published"
+    return sgld_row(f"SGLD, the papers' schedule ({label})", noisy, clean, dev, channel_axis,
+                    cfg, ms)
+
+
+def sgld_row(name, noisy, clean, dev, channel_axis, cfg, ms):
+    from scipy.stats import spearmanr
+
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     secs, res = full_run(noisy, clean, dev, cfg, channel_axis)
     err = np.abs(res.image.astype(np.float64) - clean)
     rho = float(spearmanr(np.sqrt(res.variance).ravel(), err.ravel())[0])
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
-    return dict(name=f"SGLD in {args.sgld_seconds:g} s, {args.sgld_options}",
-                ms_per_step=ms, peak_gib=peak, members=cfg.members,
+    return dict(name=name, ms_per_step=ms, peak_gib=peak, members=cfg.members,
                 ms_per_member_step=ms / cfg.members, seconds=secs, steps=res.steps,
-                burn_in=burn, thinning=cfg.thinning, psnr=res.psnr, spearman=rho,
+                burn_in=cfg.burn_in, thinning=cfg.thinning, psnr=res.psnr, spearman=rho,
+                rmse_over_std=float(np.sqrt(np.mean(err ** 2) / np.mean(res.variance))),
                 notes=res.info.notes)
 
 
@@ -202,7 +218,13 @@ def main(argv=None):
                     help="also run SGLD at the papers' net for as many steps as fit this "
                          "many seconds, and report the posterior mean's PSNR")
     ap.add_argument("--sgld-options", default="noise_scale=0.5",
-                    help="options of the SGLD time-budget row, e.g. 'compile=true,members=2'")
+                    help="options of the SGLD time-budget rows, one row per set, sets "
+                         "separated by ';', e.g. 'compile=true;width=64,members=4'")
+    ap.add_argument("--sgld-reference", action="store_true",
+                    help="also run the papers' SGLD schedule to its end (20000 steps), the "
+                         "posterior mean the time-budget rows are compared with")
+    ap.add_argument("--sgld-reference-options", default="",
+                    help="options of that reference run (default: none, as published)")
     ap.add_argument("--preset-options", default="",
                     help="also time every preset with these options, e.g. "
                          "'precision=bfloat16,channels_last=True'")
@@ -236,11 +258,17 @@ def main(argv=None):
                        stop_reason=res.stop_reason)
         rows.append(row)
         print(row, flush=True)
+    sgld_rows = []
+    if args.sgld_reference:
+        sgld_rows.append(sgld_reference(noisy, clean, dev, ca, args))
+        print(sgld_rows[-1], flush=True)
     if args.sgld_seconds > 0:
-        row = sgld_in_budget(noisy, clean, dev, ca, args)
+        for options in [o.strip() for o in args.sgld_options.split(";")]:
+            sgld_rows.append(sgld_in_budget(noisy, clean, dev, ca, args, options))
+            print(sgld_rows[-1], flush=True)
+    for row in sgld_rows:
         row["ratio"] = base / row["ms_per_step"]
-        rows.append(row)
-        print(row, flush=True)
+    rows.extend(sgld_rows)
     extra = parse_options(args.preset_options)
     option_sets = [("", {})] + ([(" +" + args.preset_options, extra)] if extra else [])
     runs = [(m, p, o) for m in filter(None, args.methods.split(","))
@@ -271,6 +299,18 @@ def main(argv=None):
               f"{r.get('ms_per_member_step', r['ms_per_step']):8.1f} {r['ratio']:7.2f} "
               f"{r.get('peak_gib', nan):9.2f} {r.get('first_snapshot_s', nan):8.1f} "
               f"{r.get('seconds', nan):8.1f} {r.get('steps', 0):6d} {r.get('psnr', nan):6.2f}")
+    if sgld_rows:
+        ref = sgld_rows[0]["psnr"] if args.sgld_reference else None
+        print(f"\nSGLD: posterior mean against the truth; 'rho': Spearman correlation of the "
+              f"posterior std with the absolute error; 'RMSE/std' 1 is calibrated"
+              + ("; 'vs ref': against the papers' schedule (first row)" if ref else ""))
+        print(f"{'run':58s} {'ms/step':>8s} {'steps':>6s} {'burn-in':>7s} {'s total':>8s} "
+              f"{'PSNR':>6s} {'vs ref':>7s} {'rho':>5s} {'RMSE/std':>8s}")
+        for r in sgld_rows:
+            vs = f"{r['psnr'] - ref:+7.2f}" if ref else f"{'-':>7s}"
+            print(f"{r['name']:58s} {r['ms_per_step']:8.1f} {r['steps']:6d} {r['burn_in']:7d} "
+                  f"{r['seconds']:8.1f} {r['psnr']:6.2f} {vs} {r['spearman']:5.2f} "
+                  f"{r['rmse_over_std']:8.2f}")
     if memory:
         print(f"\n{'memory model: config':44s} {'size':>6s} {'estimate GiB':>13s} "
               f"{'peak GiB':>9s}")

@@ -115,10 +115,12 @@ def test_holdout_fills_a_volume(camera_crop):
 def test_the_snapshots_report_the_error_on_hidden_pixels(camera_crop, holes):
     observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
     snaps = list(iterate(observed, mask=holes, steps=60, snapshot_every=20, **KW))
-    assert [s.step for s in snaps] == [20, 40, 60] and snaps[-1].done
+    # (the presets blend the gaps at the end: the net's own estimate comes before that)
+    assert [s.step for s in snaps] == [20, 40, 60, 60] and snaps[-1].done
     # the loss is the squared error on pixels hidden from the net: it falls
-    first, last = np.mean(snaps[0].losses), np.mean(snaps[-1].losses)
+    first, last = np.mean(snaps[0].losses), np.mean(snaps[-2].losses)
     assert last < first
+    assert len(snaps[-1].losses) == 0  # the blend adds no steps: no loss counted twice
     assert all(s.divergence is None and s.drift is None for s in snaps)
 
 
@@ -150,3 +152,73 @@ def test_holdout_share_is_checked_and_sgld_keeps_the_squared_error():
     with pytest.raises(ValueError, match="method 'sgld' samples with the squared error"):
         make_config("sgld", "fast", masked=True, loss="holdout")
     assert make_config("sgld", "fast", masked=True).loss == "mse"
+
+
+def _blend_weight(final, net, fill):
+    """The single w with final = w * net + (1 - w) * fill (least squares) and the largest
+    departure from that line."""
+    d = net - fill
+    w = float((d * (final - fill)).sum() / (d * d).sum())
+    return w, float(np.abs(final - (w * net + (1 - w) * fill)).max())
+
+
+def _note_weight(notes):
+    blend = [n for n in notes if n.startswith("gap blend: the gaps are")]
+    assert len(blend) == 1
+    return float(blend[0].split("the gaps are ")[1].split()[0])
+
+
+def test_gap_blend_mixes_the_net_and_a_biharmonic_fill_by_their_held_out_errors(
+        camera_crop, holes):
+    from skimage.restoration import inpaint_biharmonic
+
+    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
+    run = dict(mask=holes, steps=200, snapshot_every=50, keep_known=True, **KW)
+    snaps = list(iterate(observed, gap_blend="biharmonic", **run))
+    # the net's own estimate comes first, as the run without the blend returns it
+    assert [s.step for s in snaps] == [50, 100, 150, 200, 200] and snaps[-1].done
+    plain = restore(observed, gap_blend="off", **run)
+    net, final = snaps[-2].image, snaps[-1].image
+    assert np.array_equal(net[holes], plain.image[holes])
+    # the known pixels stay; the gaps lie on the line from the interpolation to the net
+    assert np.array_equal(final[~holes], observed[~holes])
+    fill = inpaint_biharmonic(observed.astype(np.float64), holes)
+    # (results are clipped to the known values' range: compare where nothing was clipped)
+    lo, hi = observed[~holes].min() + 1e-6, observed[~holes].max() - 1e-6
+    inside = holes & np.all([(a > lo) & (a < hi) for a in (net, final, fill)], axis=0)
+    assert inside.mean() > 0.4
+    w, off_line = _blend_weight(final[inside], net[inside], fill[inside])
+    assert 0.05 < w < 0.95 and off_line < 1e-4  # a mix at this step (0.36)
+    assert abs(w - _note_weight(snaps[-1].info.notes)) < 5e-3
+    assert "held-out known pixels" in " ".join(snaps[-1].info.notes)
+
+
+def test_gap_blend_leans_on_the_interpolation_where_the_image_is_smooth(holes):
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    smooth = (0.2 + 0.4 * xx + 0.2 * yy ** 2 + 0.1 * np.sin(3 * xx)).astype(np.float32)
+    observed = np.where(holes, 0.0, smooth).astype(np.float32)
+    snaps = list(iterate(observed, mask=holes, steps=40, snapshot_every=20,
+                         keep_known=True, gap_blend="biharmonic", **KW))
+    net, final = snaps[-2].image, snaps[-1].image
+    assert _note_weight(snaps[-1].info.notes) < 0.5
+    assert _psnr_on(final, smooth, holes) > _psnr_on(net, smooth, holes) + 3
+
+
+def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
+    with pytest.raises(ValueError, match="gap_blend"):
+        make_config("dip", "fast", masked=True, gap_blend="linear")
+    rng = np.random.default_rng(3)
+    vol = np.stack([camera_crop[:32, :32]] * 4).astype(np.float32)
+    missing = rng.random(vol.shape) < 0.4
+    res = restore(np.where(missing, 0, vol), mask=missing, steps=10, snapshot_every=5,
+                  gap_blend="biharmonic", **KW)
+    assert "gap blend: off (images with two spatial axes only)" in res.info.notes
+    rgb = np.stack([camera_crop] * 3, -1).astype(np.float32)
+    per_channel = rng.random(rgb.shape) < 0.3  # a different mask in every channel
+    res = restore(np.where(per_channel, 0, rgb), mask=per_channel, channel_axis=-1,
+                  steps=10, snapshot_every=5, gap_blend="biharmonic", **KW)
+    assert "gap blend: off (the mask differs between channels)" in res.info.notes
+    shared = np.broadcast_to((rng.random(camera_crop.shape) < 0.3)[..., None], rgb.shape)
+    res = restore(np.where(shared, 0, rgb), mask=shared, channel_axis=-1, steps=10,
+                  snapshot_every=5, gap_blend="biharmonic", **KW)
+    assert 0.0 <= _note_weight(res.info.notes) <= 1.0

@@ -368,11 +368,13 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
     dock.mask_layer.value = labels
     assert dock.data_term.value == "holdout" and dock.auto_stop.enabled
     assert dock.second_stage.value == "off"  # nothing to filter where pixels are missing
+    assert dock.gap_fill.value == "biharmonic" and dock.gap_fill.enabled
+    assert "gap_blend" not in dock.run_options()  # the preset's own value
     assert "hidden from the network" in dock.auto_stop.native.toolTip()
     assert dock.steps.value == make_config("dip", "fast", masked=True).steps
     assert "loss" not in dock.run_options()  # the engine picks the same for a mask
     dock.mask_layer.value = None
-    assert dock.data_term.value == "r2r"
+    assert dock.data_term.value == "r2r" and dock.gap_fill.value == "off"
     # the default preset averages four R2R nets without a mask, four hold-out nets with one
     dock.preset.value = "balanced"
     assert dock.data_term.value == "r2r" and dock.members.value == 4
@@ -385,6 +387,7 @@ def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock
     dock.method.value = "sgld"
     assert not dock.data_term.enabled and "loss" not in dock.run_options()
     assert not dock.second_stage.enabled and "refine" not in dock.run_options()
+    assert not dock.gap_fill.enabled and "gap_blend" not in dock.run_options()
     configure(dock, method="dip", steps=10, every=5)
     run_to_end(qtbot, dock)
     md = viewer.layers["img [DIP]"].metadata

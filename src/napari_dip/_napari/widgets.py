@@ -76,14 +76,16 @@ ADVANCED_FIELDS = {
     "compile_net": "compile",
     "data_term": "loss",
     "second_stage": "refine",
+    "gap_fill": "gap_blend",
 }
 NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
                                              "poisson-gaussian")]
 SGLD_ONLY = ("burn_in", "thinning", "gap_calibration")
-DIP_ONLY = ("data_term", "second_stage")
+DIP_ONLY = ("data_term", "second_stage", "gap_fill")
 LOSS_CHOICES = [("squared error (fills masks)", "mse"), ("SURE (denoising)", "sure"),
                 ("R2R (denoising)", "r2r"), ("hold-out (fills masks)", "holdout")]
 REFINE_CHOICES = [("none", "off"), ("Wiener filter (denoising)", "wiener")]
+GAP_FILL_CHOICES = [("network", "off"), ("network + biharmonic", "biharmonic")]
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -308,6 +310,14 @@ class DIPWidget(Container):
                     "256x256 image; the fast and balanced presets use it to denoise. "
                     "Images without a mask only; the updates during the run show the "
                     "network's estimate.")
+        self.gap_fill = ComboBox(
+            name="gap_fill", label="gap fill", choices=GAP_FILL_CHOICES, value="off",
+            tooltip="With a mask and the hold-out data term (2-D images): blend the "
+                    "network's estimate in the gaps with a biharmonic interpolation of the "
+                    "known pixels, weighted by how well each predicts known pixels it was "
+                    "not shown: mostly the network on texture, mostly the interpolation on "
+                    "smooth images. The fast and balanced presets use it; the updates "
+                    "during the run show the network's estimate.")
         self.noise_model = ComboBox(
             name="noise_model", label="noise", choices=NOISE_CHOICES, value="gaussian",
             tooltip="Poisson-Gaussian: for photon-counting data (fluorescence, low light); "
@@ -335,7 +345,7 @@ class DIPWidget(Container):
                      self.ema, self.burn_in, self.thinning, self.gap_calibration,
                      self.snapshot_every,
                      self.members, self.compile_net, self.data_term, self.second_stage,
-                     self.noise_model,
+                     self.gap_fill, self.noise_model,
                      self.keep_known,
                      self.dask_scheduler],
         )

@@ -28,6 +28,7 @@ LOSSES = ("mse", "sure", "r2r", "holdout")
 IMAGE_LOSSES = ("sure", "r2r")
 SURE_CLIPPING = ("impute", "off")
 REFINES = ("off", "wiener")
+GAP_BLENDS = ("off", "biharmonic")
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,15 @@ class DIPConfig:
         With ``loss="holdout"``: the share of the known pixels hidden from the net at each
         step (0.2), in [0.05, 0.5]; the estimate makes ``max(2, round(1 / share))`` passes
         at each snapshot, each hiding about that share.
+    gap_blend : {"off", "biharmonic"}
+        With ``loss="holdout"``, on images with two spatial axes: "biharmonic" blends the
+        net's estimate in the gaps with a biharmonic interpolation of the known pixels
+        (scikit-image's ``inpaint_biharmonic``), w x net + (1 - w) x interpolation, where
+        w (in [0, 1]) gives the least squared error on a fifth of the known pixels that
+        both predict without seeing them: the net where it predicts better (texture),
+        the interpolation on smooth images and in large holes. The run yields the net's
+        own estimate as the snapshot before the final one, and its note gives w and both
+        errors. "off" (default): the net's estimate as it is.
     colour_width : int
         Width of the net (as ``width``) for images with more than one channel (colour);
         0 (default): ``width`` for every image. A colour image gives the net three times
@@ -335,6 +345,7 @@ class DIPConfig:
     r2r_alpha: float = 0.5
     r2r_draws: int = 2
     holdout_share: float = 0.2
+    gap_blend: str = "off"
     refine: str = "off"
     refine_blend: float | None = None
     refine_hard_share: float = 0.0
@@ -501,9 +512,15 @@ DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 # worse under the text mask (camera: 25.7 and 25.9 dB against 26.8, exploratory runs).
 # "balanced" averages four such nets, as for denoising: camera at 50 %, 31.90 dB in 617 s
 # on two CPU cores (one net: 31.66 in 92 s).
+# The gaps of the result blend the net's estimate with a biharmonic interpolation, weighted
+# by their errors on held-out known pixels (gap_blend): on eight 256x256 grey images with
+# 50 % and 80 % of the pixels lost and a text mask (bench_inpaint.py, fast preset, 2 CPU
+# cores) +0.29, +0.05 and +0.68 dB over the net alone on average, never more than 0.01 dB
+# below it (text mask: moon +1.36, the text image +2.65; texture such as brick and grass:
+# the net's estimate as it is), for two sparse solves at the end (about 1 s at 256x256).
 _HOLDOUT_FAST = dict(loss="holdout", width=16, scales=4, lr=0.003, lr_final=1.0, steps=800,
                      ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=50,
-                     stop_patience=300)
+                     stop_patience=300, gap_blend="biharmonic")
 HOLDOUT_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_HOLDOUT_FAST)
 INPAINT_LOSS: dict[str, str] = {"fast": "holdout", "balanced": "holdout"}
 _IMAGE_OVERRIDES = {"sure": SURE_OVERRIDES, "r2r": R2R_OVERRIDES,
@@ -709,6 +726,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loss": LOSSES,
     "sure_clipping": SURE_CLIPPING,
     "refine": REFINES,
+    "gap_blend": GAP_BLENDS,
 }
 
 

@@ -264,21 +264,30 @@ class HoldoutWatch:
         self.best_estimate: torch.Tensor | None = None
         self.last_error: float | None = None
         self.reason: str | None = None
+        self.recent_extra: list[torch.Tensor | None] = []
+        self.best_extra: torch.Tensor | None = None
 
-    def check(self, step: int, estimate: torch.Tensor, error: float) -> bool:
+    def check(self, step: int, estimate: torch.Tensor, error: float,
+              extra: torch.Tensor | None = None) -> bool:
         """Record the check of ``step`` with its ``estimate`` and the mean hold-out
         ``error`` since the last check; True where the fit should stop (``reason`` says
-        why)."""
+        why). ``extra``, a tensor kept and averaged like the estimate (``best_extra``):
+        the net's predictions of the hidden pixels, for the blend in the gaps."""
         self.last_error = float(error)
         self.recent.append(estimate)
+        self.recent_extra.append(extra)
         self.steps.append(step)
         del self.recent[:-self.keep], self.steps[:-self.keep]
+        del self.recent_extra[:-self.keep]
         if self.best_step is None or error < self.best_error:
             self.best_error = float(error)
             self.best_step = step
             used = self._used()
             self.best_steps = [self.steps[i] for i in used]
             self.best_estimate = torch.stack([self.recent[i] for i in used]).mean(0)
+            extras = [self.recent_extra[i] for i in used]
+            self.best_extra = (torch.stack(extras).mean(0)
+                               if all(e is not None for e in extras) else None)
         if self.stop and step - self.best_step >= self.patience:
             self.reason = (f"no new low of the error on hidden pixels for {self.patience} "
                            f"steps after step {self.best_step}")

@@ -222,3 +222,16 @@ def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
     res = restore(np.where(shared, 0, rgb), mask=shared, channel_axis=-1, steps=10,
                   snapshot_every=5, gap_blend="biharmonic", **KW)
     assert 0.0 <= _note_weight(res.info.notes) <= 1.0
+
+
+def test_gap_blend_leaves_images_with_too_many_missing_pixels_to_the_net(
+        camera_crop, holes, monkeypatch):
+    from napari_dip.core import engine
+
+    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
+    monkeypatch.setattr(engine, "GAP_BLEND_MAX_MISSING", int(holes.sum()) - 1)
+    res = restore(observed, mask=holes, steps=20, snapshot_every=10, **KW)
+    assert any(n.startswith("gap blend: off (") and "missing pixels" in n
+               for n in res.info.notes)
+    plain = restore(observed, mask=holes, steps=20, snapshot_every=10, gap_blend="off", **KW)
+    assert np.array_equal(res.image, plain.image)

@@ -167,6 +167,8 @@ def restore_layout(
 ) -> np.ndarray:
     """Map an engine-layout array in [0, 1] back to the user's axes, range and dtype."""
     out = norm.astype(np.float64) * (prep.hi - prep.lo) + prep.lo
+    # within the range even where the product rounds up (e.g. near the int64 limits)
+    out = np.clip(out, min(prep.lo, prep.hi), max(prep.lo, prep.hi))
     out = out[0] if prep.channel_axis is None else np.moveaxis(out, 0, prep.channel_axis)
     return cast_to(out, prep.dtype if output_dtype is None else np.dtype(output_dtype))
 

@@ -207,6 +207,10 @@ def test_gap_blend_leans_on_the_interpolation_where_the_image_is_smooth(holes):
 def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
     with pytest.raises(ValueError, match="gap_blend"):
         make_config("dip", "fast", masked=True, gap_blend="linear")
+    # the hold-out fit asked for without a mask: nothing to blend
+    res = restore(camera_crop, loss="holdout", gap_blend="biharmonic", steps=10,
+                  snapshot_every=5, **KW)
+    assert "gap blend: off (no missing pixels)" in res.info.notes
     rng = np.random.default_rng(3)
     vol = np.stack([camera_crop[:32, :32]] * 4).astype(np.float32)
     missing = rng.random(vol.shape) < 0.4

@@ -599,20 +599,19 @@ def run(
         if nd != 2:
             info.notes.append("gap blend: off (images with two spatial axes only)")
             return est
+        if prep.known is None:
+            info.notes.append("gap blend: off (no missing pixels)")
+            return est
         extra = watch.best_extra
         if extra is None:
             return est
-        from skimage.restoration import inpaint_biharmonic
-
-        started = time.perf_counter()
         every = prep.known > 0
         if not (every == every[:1]).all():
             info.notes.append("gap blend: off (the mask differs between channels)")
             return est
         known = every[0]
         group = (group_of[0, 0].cpu().numpy() == 0)[crop[1:]] & known
-        data = np.moveaxis(np.asarray(prep.data, np.float64), 0, -1)  # channels last
-        if not group.any() or known.all():
+        if not group.any():
             return est
         missing = int((~known).sum())
         if missing > GAP_BLEND_MAX_MISSING:
@@ -621,6 +620,10 @@ def run(
                 f"the interpolation's sparse solves would take minutes; tiles of the image "
                 f"(tile_size) each get their own blend)")
             return est
+        from skimage.restoration import inpaint_biharmonic
+
+        started = time.perf_counter()
+        data = np.moveaxis(np.asarray(prep.data, np.float64), 0, -1)  # channels last
         probe = inpaint_biharmonic(data, ~known | group, channel_axis=-1)
         net_pred = np.moveaxis(extra[crop].float().cpu().numpy(), 0, -1)
         y, b, n = data[group], probe[group], net_pred[group]

@@ -211,31 +211,43 @@ def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
     res = restore(camera_crop, loss="holdout", gap_blend="biharmonic", steps=10,
                   snapshot_every=5, **KW)
     assert "gap blend: off (no missing pixels)" in res.info.notes
+
+
+def _blend_parts(observed, mask, **kw):
+    """The run's net estimate (the snapshot before the last), its final result and the
+    note's w."""
+    snaps = list(iterate(np.where(mask, 0, observed).astype(np.float32), mask=mask,
+                         steps=20, snapshot_every=10, keep_known=True,
+                         gap_blend="biharmonic", **kw, **KW))
+    return snaps[-2].image, snaps[-1].image, _note_weight(snaps[-1].info.notes)
+
+
+@pytest.mark.parametrize("kind", ["volume", "per-channel mask"])
+def test_gap_blend_covers_volumes_and_a_mask_per_channel(camera_crop, kind):
+    from napari_dip.core.fill import biharmonic
+    import torch
+
     rng = np.random.default_rng(3)
-    vol = np.stack([camera_crop[:32, :32]] * 4).astype(np.float32)
-    missing = rng.random(vol.shape) < 0.4
-    res = restore(np.where(missing, 0, vol), mask=missing, steps=10, snapshot_every=5,
-                  gap_blend="biharmonic", **KW)
-    assert "gap blend: off (images with two spatial axes only)" in res.info.notes
-    rgb = np.stack([camera_crop] * 3, -1).astype(np.float32)
-    per_channel = rng.random(rgb.shape) < 0.3  # a different mask in every channel
-    res = restore(np.where(per_channel, 0, rgb), mask=per_channel, channel_axis=-1,
-                  steps=10, snapshot_every=5, gap_blend="biharmonic", **KW)
-    assert "gap blend: off (the mask differs between channels)" in res.info.notes
-    shared = np.broadcast_to((rng.random(camera_crop.shape) < 0.3)[..., None], rgb.shape)
-    res = restore(np.where(shared, 0, rgb), mask=shared, channel_axis=-1, steps=10,
-                  snapshot_every=5, gap_blend="biharmonic", **KW)
-    assert 0.0 <= _note_weight(res.info.notes) <= 1.0
-
-
-def test_gap_blend_leaves_images_with_too_many_missing_pixels_to_the_net(
-        camera_crop, holes, monkeypatch):
-    from napari_dip.core import engine
-
-    observed = np.where(holes, 0.0, camera_crop).astype(np.float32)
-    monkeypatch.setattr(engine, "GAP_BLEND_MAX_MISSING", int(holes.sum()) - 1)
-    res = restore(observed, mask=holes, steps=20, snapshot_every=10, **KW)
-    assert any(n.startswith("gap blend: off (") and "missing pixels" in n
-               for n in res.info.notes)
-    plain = restore(observed, mask=holes, steps=20, snapshot_every=10, gap_blend="off", **KW)
-    assert np.array_equal(res.image, plain.image)
+    if kind == "volume":
+        image = np.stack([camera_crop[:32, :32]] * 4).astype(np.float32)
+        extra = {}
+        missing = rng.random(image.shape) < 0.4
+    else:
+        image = np.stack([camera_crop, camera_crop[::-1], camera_crop.T], -1).astype(
+            np.float32)
+        extra = {"channel_axis": -1}
+        missing = rng.random(image.shape) < 0.3  # a different mask in every channel
+    net, final, w = _blend_parts(image, missing, **extra)
+    assert 0.0 <= w <= 1.0
+    assert np.array_equal(final[~missing], image[~missing])
+    # every gap lies on the line from the interpolation (each channel from its own known
+    # pixels) to the net
+    values = image if kind == "volume" else np.moveaxis(image, -1, 0)
+    known = ~missing if kind == "volume" else np.moveaxis(~missing, -1, 0)
+    if kind == "volume":
+        values, known = values[None], known[None]
+    fill, _ = biharmonic(torch.from_numpy(values)[None], torch.from_numpy(known)[None])
+    fill = fill[0].numpy()
+    fill = fill[0] if kind == "volume" else np.moveaxis(fill, 0, -1)
+    expected = w * net + (1 - w) * fill
+    assert np.abs(final[missing] - expected[missing]).max() < 2e-3

@@ -312,7 +312,7 @@ class DIPWidget(Container):
                     "network's estimate.")
         self.gap_fill = ComboBox(
             name="gap_fill", label="gap fill", choices=GAP_FILL_CHOICES, value="off",
-            tooltip="With a mask and the hold-out data term (2-D images): blend the "
+            tooltip="With a mask and the hold-out data term: blend the "
                     "network's estimate in the gaps with a biharmonic interpolation of the "
                     "known pixels, weighted by how well each predicts known pixels it was "
                     "not shown: mostly the network on texture, mostly the interpolation on "

@@ -242,9 +242,10 @@ class DIPConfig:
         step (0.2), in [0.05, 0.5]; the estimate makes ``max(2, round(1 / share))`` passes
         at each snapshot, each hiding about that share.
     gap_blend : {"off", "biharmonic"}
-        With ``loss="holdout"``, on images with two spatial axes: "biharmonic" blends the
-        net's estimate in the gaps with a biharmonic interpolation of the known pixels
-        (scikit-image's ``inpaint_biharmonic``), w x net + (1 - w) x interpolation, where
+        With ``loss="holdout"``: "biharmonic" blends the net's estimate in the gaps with a
+        biharmonic interpolation of the known pixels (the model of scikit-image's
+        ``inpaint_biharmonic``, solved on the run's device for images and volumes, each
+        channel from its own known pixels), w x net + (1 - w) x interpolation, where
         w (in [0, 1]) gives the least squared error on a fifth of the known pixels that
         both predict without seeing them: the net where it predicts better (texture),
         the interpolation on smooth images and in large holes. The run yields the net's

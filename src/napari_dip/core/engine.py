@@ -25,7 +25,7 @@ from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
 from .stats import RunningMoments
-from .fill import push_pull
+from .fill import biharmonic, push_pull
 from .refine import hard_threshold, wiener_refine
 from .stopping import DRIFT_GATE, DivergenceWatch, Discrepancy, HoldoutWatch, WindowedVariance
 
@@ -49,11 +49,6 @@ MIN_HELD_OUT = 32
 # 27.52 dB; benchmarks/bench_sure_step.py). On six 256x256 images 0.003 and 0.01 gave the
 # same mean (benchmarks/RESULTS.md).
 SURE_STEP = 0.003
-
-# the most missing pixels for which a hold-out fit blends its gaps with a biharmonic
-# interpolation (gap_blend): scikit-image's sparse solve took 0.8 s for 512x512 with half
-# the pixels missing, 6.4 s with 80 % and 51 s for 1024x1024 with 80 % (2 CPU cores)
-GAP_BLEND_MAX_MISSING = 1 << 18
 
 
 def held_out(cfg: SGLDConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | None:
@@ -595,53 +590,39 @@ def run(
         on one group of known pixels that both predict without seeing them (the net from
         the checks' passes that hid them, the interpolation from the other known pixels).
         The noise of those pixels adds the same to either error, so it does not bias
-        ``w``. Known pixels keep the estimate as it is."""
-        if nd != 2:
-            info.notes.append("gap blend: off (images with two spatial axes only)")
-            return est
+        ``w``. Known pixels keep the estimate as it is. The interpolation runs on the
+        run's device (fill.biharmonic), for images and volumes, each channel from its own
+        known pixels."""
         if prep.known is None:
             info.notes.append("gap blend: off (no missing pixels)")
             return est
         extra = watch.best_extra
         if extra is None:
             return est
-        every = prep.known > 0
-        if not (every == every[:1]).all():
-            info.notes.append("gap blend: off (the mask differs between channels)")
-            return est
-        known = every[0]
-        group = (group_of[0, 0].cpu().numpy() == 0)[crop[1:]] & known
-        if not group.any():
-            return est
-        missing = int((~known).sum())
-        if missing > GAP_BLEND_MAX_MISSING:
-            info.notes.append(
-                f"gap blend: off ({missing} missing pixels, above {GAP_BLEND_MAX_MISSING}: "
-                f"the interpolation's sparse solves would take minutes; tiles of the image "
-                f"(tile_size) each get their own blend)")
-            return est
-        from skimage.restoration import inpaint_biharmonic
-
         started = time.perf_counter()
-        data = np.moveaxis(np.asarray(prep.data, np.float64), 0, -1)  # channels last
-        probe = inpaint_biharmonic(data, ~known | group, channel_axis=-1)
-        net_pred = np.moveaxis(extra[crop].float().cpu().numpy(), 0, -1)
-        y, b, n = data[group], probe[group], net_pred[group]
+        data = torch.from_numpy(np.ascontiguousarray(prep.data)).to(device, torch.float32)
+        known = (torch.from_numpy(np.ascontiguousarray(prep.known)).to(device) > 0
+                 ).expand_as(data)
+        group = (group_of[0] == 0)[crop].expand_as(data) & known
+        if not bool(group.any()):
+            return est
+        probe, _ = biharmonic(data[None], (known & ~group)[None])
+        filled, solve = biharmonic(data[None], known[None])
+        y, b, n = data[group], probe[0][group], extra[crop][group].float()
         d = n - b
         den = float((d * d).sum())
-        w = float(np.clip((d * (y - b)).sum() / den, 0.0, 1.0)) if den > 0 else 1.0
-        errors = [float(np.mean((p - y) ** 2)) for p in (n, b, w * n + (1 - w) * b)]
-        filled = inpaint_biharmonic(data, ~known, channel_axis=-1)
-        mine = np.moveaxis(est[0][crop].float().cpu().numpy(), 0, -1)
-        mixed = np.where(known[..., None], mine, w * mine + (1 - w) * filled)
+        w = float(((d * (y - b)).sum() / den).clamp(0.0, 1.0)) if den > 0 else 1.0
+        errors = [float((p - y).square().mean()) for p in (n, b, w * n + (1 - w) * b)]
         out = est.clone()
-        out[0][crop] = torch.from_numpy(np.moveaxis(mixed, -1, 0).astype(np.float32)).to(
-            out.device, out.dtype)
+        mine = out[0][crop]
+        out[0][crop] = torch.where(known, mine, w * mine + (1 - w) * filled[0].to(mine.dtype))
         info.notes.append(
             f"gap blend: the gaps are {w:.3g} x the net's estimate + {1 - w:.3g} x a "
-            f"biharmonic interpolation of the known pixels (squared error on {group.sum()} "
-            f"held-out known pixels: net {errors[0]:.3g}, interpolation {errors[1]:.3g}, "
-            f"blend {errors[2]:.3g}; {time.perf_counter() - started:.1f} s)")
+            f"biharmonic interpolation of the known pixels (squared error on "
+            f"{int(group.sum())} held-out known pixels: net {errors[0]:.3g}, interpolation "
+            f"{errors[1]:.3g}, blend {errors[2]:.3g}; the interpolation's solve: "
+            f"{solve['iterations']} iterations, relative residual {solve['residual']:.2g}; "
+            f"{time.perf_counter() - started:.1f} s)")
         return out
 
     def r2r_check() -> bool:

@@ -81,3 +81,161 @@ def _pull(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     up = F.interpolate(coarse, size=spatial, mode=mode, align_corners=False)
     share = (bw / FULL_WEIGHT).clamp(max=1.0)
     return share * local + (1.0 - share) * up
+
+
+# --- biharmonic interpolation -------------------------------------------------------------
+# The smoothest surface through the known pixels: the missing pixels minimise the sum of the
+# squared discrete Laplacian over the whole image (reflecting borders), so that the
+# bilaplacian vanishes on every missing pixel; the model and the clipping to the known
+# values' range of scikit-image's ``inpaint_biharmonic`` (after Damelin and Hoang, "On
+# surface completion and image inpainting by biharmonic functions: numerical aspects",
+# 2018), which solves it with a sparse direct solver on the CPU. Here conjugate gradients
+# solve it in torch, on the image's device, for 2-D images and 3-D volumes and for every
+# channel at once, each channel with its own known pixels. Scattered missing pixels need a
+# few dozen plain iterations; wide holes need thousands, so the solve goes on with a
+# preconditioner after ``PLAIN_ITERATIONS``: the inverse of (bilaplacian + PRECOND_SHIFT)
+# on the whole grid, diagonal in the cosine basis of the reflecting borders and applied with
+# FFTs of the mirrored image (a few hundred iterations for a hole 120 pixels across).
+
+# plain conjugate-gradient iterations before the preconditioned ones
+PLAIN_ITERATIONS = 200
+# the shift of the preconditioner's bilaplacian (in units of the pixel-grid's eigenvalues):
+# 0.01 took 60-370 iterations on 512x512 masks from scattered pixels to a hole 120 pixels
+# across, where 0.1 or 0.001 needed up to 3 times more on one of them
+PRECOND_SHIFT = 0.01
+# iterations between the host's convergence checks
+_CHECK_EVERY = 25
+
+
+def _laplacian(u: torch.Tensor) -> torch.Tensor:
+    """The discrete Laplacian of ``(B, C, *spatial)`` along every spatial axis, with
+    reflecting borders: the sum over axes of (next - this) - (this - previous), where a
+    neighbour past the border counts as this pixel. A symmetric operator."""
+    out = torch.zeros_like(u)
+    nd = u.dim() - 2
+    for axis in range(2, u.dim()):
+        if u.shape[axis] < 2:
+            continue
+        d = torch.diff(u, dim=axis)
+        k = 2 * (u.dim() - 1 - axis)
+        after = [0, 0] * nd
+        after[k + 1] = 1  # one more at the end of the axis
+        before = [0, 0] * nd
+        before[k] = 1  # one more at its start
+        out = out + F.pad(d, after) - F.pad(d, before)
+    return out
+
+
+def _bilaplacian(u: torch.Tensor) -> torch.Tensor:
+    return _laplacian(_laplacian(u))
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-channel inner products of ``(B, C, *spatial)``, as ``(B, C, 1, ...)``."""
+    return (a * b).sum(dim=tuple(range(2, a.dim())), keepdim=True)
+
+
+class _Preconditioner:
+    """r -> (bilaplacian + shift)^-1 r on the whole grid: the reflecting Laplacian is
+    diagonal in the cosine basis, which is the Fourier basis of the image mirrored along
+    every axis."""
+
+    def __init__(self, like: torch.Tensor, shift: float):
+        self.axes = [a for a in range(2, like.dim()) if like.shape[a] > 1]
+        eig = torch.zeros((), dtype=like.dtype, device=like.device)
+        last = self.axes[-1] if self.axes else None
+        for a in range(2, like.dim()):
+            n = like.shape[a]
+            if n < 2:
+                continue
+            m = 2 * n
+            k = torch.arange(m // 2 + 1 if a == last else m, dtype=like.dtype,
+                             device=like.device)
+            lam = 2.0 - 2.0 * torch.cos(2.0 * torch.pi * k / m)
+            shape = [1] * (like.dim() - 2)
+            shape[a - 2] = -1
+            eig = eig + lam.view(shape)
+        self.scale = 1.0 / (eig * eig + shift)
+        self.size = [2 * like.shape[a] for a in self.axes]
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        if not self.axes:
+            return self.scale * r
+        ext = r
+        for a in self.axes:
+            ext = torch.cat([ext, ext.flip(a)], dim=a)
+        spec = torch.fft.rfftn(ext, dim=self.axes) * self.scale
+        out = torch.fft.irfftn(spec, s=self.size, dim=self.axes)
+        for a in self.axes:
+            out = out.narrow(a, 0, r.shape[a])
+        return out
+
+
+def _pcg(u: torch.Tensor, fmask: torch.Tensor, scale: torch.Tensor, tol: float,
+         max_iter: int, precondition) -> tuple[torch.Tensor, int, float]:
+    """Conjugate gradients on the free pixels (``fmask`` 1) of ``u`` (the known pixels
+    hold their values, the free ones the current guess), preconditioned by
+    ``precondition`` where given. Stops when every channel's residual is below ``tol``
+    times ``scale`` (its right-hand side's norm) or after ``max_iter`` iterations; returns
+    the surface, the iterations run and the largest relative residual."""
+
+    def apply(r):
+        return fmask * precondition(r) if precondition is not None else r
+
+    r = -fmask * _bilaplacian(u)
+    z = apply(r)
+    p = z
+    rz = _dot(r, z)
+    worst = float((_dot(r, r).sqrt() / scale).max())
+    done = 0
+    while done < max_iter and worst > tol:
+        for _ in range(min(_CHECK_EVERY, max_iter - done)):
+            ap = fmask * _bilaplacian(p)
+            alpha = rz / _dot(p, ap).clamp_min(1e-30)
+            u = u + alpha * p
+            r = r - alpha * ap
+            z = apply(r)
+            rz_new = _dot(r, z)
+            p = z + (rz_new / rz.clamp_min(1e-30)) * p
+            rz = rz_new
+            done += 1
+        worst = float((_dot(r, r).sqrt() / scale).max())
+    return u, done, worst
+
+
+def biharmonic(values: torch.Tensor, known: torch.Tensor, *, tol: float = 1e-6,
+               max_iter: int = 2000) -> tuple[torch.Tensor, dict]:
+    """Fill the pixels of ``values`` (``(B, C, *spatial)``, 2 or 3 spatial axes) where
+    ``known`` (bool, broadcastable to it) is False with the biharmonic interpolation of
+    the known ones of the same channel, clipped to the range of those; known pixels keep
+    their value. ``tol`` is the relative residual at which the conjugate gradients stop,
+    ``max_iter`` the most iterations. Returns the filled tensor and a dict with the
+    ``iterations`` run (plain and preconditioned) and the final relative ``residual``. A
+    channel without any known pixel is 0."""
+    if values.dim() not in (4, 5):
+        raise ValueError(f"values: expected (B, C, H, W) or (B, C, D, H, W), got shape "
+                         f"{tuple(values.shape)}")
+    known = known.to(torch.bool).expand_as(values)
+    lead = (*values.shape[:2], *[1] * (values.dim() - 2))
+    has_any = known.flatten(2).any(-1).view(lead)
+    free = ~known & has_any
+    info = {"iterations": 0, "residual": 0.0}
+    if bool(free.any()):
+        fmask = free.to(values.dtype)
+        fixed = torch.where(free, torch.zeros_like(values), values)
+        rhs = -fmask * _bilaplacian(fixed)
+        scale = _dot(rhs, rhs).sqrt().clamp_min(1e-30)
+        u = torch.where(free, push_pull(values, known), values)
+        u, plain, worst = _pcg(u, fmask, scale, tol, min(PLAIN_ITERATIONS, max_iter), None)
+        more = 0
+        if worst > tol and plain < max_iter:
+            u, more, worst = _pcg(u, fmask, scale, tol, max_iter - plain,
+                                  _Preconditioner(values, PRECOND_SHIFT))
+        info = {"iterations": plain + more, "residual": worst}
+        big = torch.finfo(values.dtype).max
+        lo = torch.where(known, values, big).amin(dim=tuple(range(2, values.dim())),
+                                                  keepdim=True)
+        hi = torch.where(known, values, -big).amax(dim=tuple(range(2, values.dim())),
+                                                   keepdim=True)
+        values = torch.where(free, torch.minimum(torch.maximum(u, lo), hi), values)
+    return torch.where(has_any, values, torch.zeros_like(values)), info

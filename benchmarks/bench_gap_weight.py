@@ -1,0 +1,71 @@
+"""The gaps' blend (``gap_blend="biharmonic"``): the weight of the net that a run fits
+without the truth against the best single weight for its gaps, found with the truth.
+
+For each image and mask: one hold-out run of the preset with its known pixels kept; the
+net's own estimate (the snapshot before the blend), the blend's result and its weight
+``w`` (from the run's note); the biharmonic interpolation (``fill.biharmonic``); and
+``w*`` = the least-squares weight of net against interpolation on the gaps given the
+clean image, with the PSNR it would reach ("oracle"). Prints one JSON line per run.
+
+    python benchmarks/bench_gap_weight.py --images clock,moon --masks text   # ~3 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inpaint import IMAGES, MASKS, grey  # noqa: E402
+from bench_quality import make_masks, psnr  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--images", default=",".join(IMAGES))
+    p.add_argument("--masks", default="random50,text", help="from " + ", ".join(MASKS))
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    import torch
+
+    import napari_dip
+    from napari_dip.core.fill import biharmonic
+
+    for image in a.images.split(","):
+        clean = grey(image, a.size)
+        masks = make_masks(clean.shape)
+        for mname in a.masks.split(","):
+            mask = masks[mname]
+            observed = np.where(mask, 0.0, clean).astype(np.float32)
+            t = time.perf_counter()
+            snaps = []
+            for snap in napari_dip.iterate(observed, mask=mask, preset=a.preset, seed=0,
+                                           keep_known=True, device=a.device):
+                snaps = [*snaps[-1:], snap]
+            sec = time.perf_counter() - t
+            net = np.where(mask, snaps[0].image, observed).astype(np.float64)
+            final = snaps[-1].image.astype(np.float64)
+            note = [n for n in snaps[-1].info.notes if n.startswith("gap blend: the gaps")]
+            w = float(note[0].split("the gaps are ")[1].split()[0]) if note else None
+            fill, _ = biharmonic(torch.from_numpy(observed)[None, None],
+                                 torch.from_numpy(~mask)[None, None])
+            fill = fill[0, 0].double().numpy()
+            d, e = (net - fill)[mask], (clean - fill)[mask]
+            best = float(np.clip((d * e).sum() / (d * d).sum(), 0.0, 1.0))
+            oracle = np.where(mask, best * net + (1 - best) * fill, clean)
+            print(json.dumps(dict(image=image, mask=mname, w=w, w_oracle=best,
+                                  net=psnr(clean, net), bh=psnr(clean, fill),
+                                  final=psnr(clean, final), oracle=psnr(clean, oracle),
+                                  sec=sec)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

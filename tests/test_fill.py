@@ -27,20 +27,37 @@ def test_scattered_gaps_match_scikit_image(camera):
     ours, info = _solve(camera, missing)
     theirs = inpaint_biharmonic(camera, missing)
     assert info["residual"] <= 1e-6 and 0 < info["iterations"] <= fill.PLAIN_ITERATIONS
+    assert not info["direct"]  # the plain iterations converge on scattered gaps
     assert np.array_equal(ours[~missing], camera[~missing].astype(np.float32))
     assert np.abs(ours - theirs).max() < 2e-4
 
 
-def test_a_wide_hole_needs_the_preconditioned_solve_and_matches(camera):
+@pytest.fixture(scope="module")
+def wide_hole(camera):
     missing = np.zeros(camera.shape, bool)
     rr, cc = draw.disk((64, 64), 36)
     missing[rr, cc] = True
-    theirs = inpaint_biharmonic(camera, missing)
+    return missing, inpaint_biharmonic(camera, missing)
+
+
+def test_a_wide_hole_goes_to_the_direct_solve_on_the_cpu(camera, wide_hole):
+    missing, theirs = wide_hole
     ours, info = _solve(camera, missing)
-    assert info["iterations"] > fill.PLAIN_ITERATIONS and info["residual"] <= 1e-6
+    assert info["direct"] and info["iterations"] == fill.PLAIN_FIRST
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_a_wide_hole_needs_the_preconditioned_solve_elsewhere(camera, wide_hole,
+                                                              monkeypatch):
+    # as on a GPU (or above the direct solve's size): the preconditioned iterations
+    monkeypatch.setattr(fill, "DIRECT_MAX_MISSING", 0)
+    missing, theirs = wide_hole
+    ours, info = _solve(camera, missing)
+    assert not info["direct"] and info["residual"] <= 1e-6
+    assert info["iterations"] > fill.PLAIN_FIRST
     assert np.abs(ours - theirs).max() < 1e-3
     # plain iterations alone stop far from it (why the preconditioner is there)
-    plain, _ = _solve(camera, missing, max_iter=fill.PLAIN_ITERATIONS)
+    plain, _ = _solve(camera, missing, max_iter=fill.PLAIN_FIRST)
     assert np.abs(plain - theirs).max() > 10 * np.abs(ours - theirs).max()
 
 

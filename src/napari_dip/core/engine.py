@@ -621,7 +621,9 @@ def run(
             f"biharmonic interpolation of the known pixels (squared error on "
             f"{int(group.sum())} held-out known pixels: net {errors[0]:.3g}, interpolation "
             f"{errors[1]:.3g}, blend {errors[2]:.3g}; the interpolation's solve: "
-            f"{solve['iterations']} iterations, relative residual {solve['residual']:.2g}; "
+            f"{solve['iterations']} iterations"
+            + (", then a sparse direct solve" if solve["direct"] else
+               f", relative residual {solve['residual']:.2g}") + "; "
             f"{time.perf_counter() - started:.1f} s)")
         return out
 

@@ -424,3 +424,25 @@ def test_sgld_gap_calibration_setting(qtbot, viewer, dock):
     md = viewer.layers["gaps [SGLD std]"].metadata
     assert md["config"]["calibration_share"] == 0.0
     assert not any(n.startswith("uncertainty:") for n in md["notes"])
+
+
+def test_a_volume_with_painted_holes_gets_the_gap_fill(qtbot, viewer, dock):
+    vol = np.stack([tiny_image(seed=s) for s in range(6)]).astype(np.float32)
+    before = vol.copy()
+    viewer.add_image(vol, name="stack")
+    mask = np.zeros(vol.shape, np.uint8)
+    mask[1:5, 10:18, 12:20] = 1  # a hole through four slices
+    labels = viewer.add_labels(mask, name="paint")
+    viewer.layers.selection.active = viewer.layers["stack"]
+    dock.mask_layer.value = labels
+    configure(dock, steps=10, every=5, keep_known=True)
+    assert dock.mode.value == "whole" and dock.gap_fill.value == "biharmonic"
+    run_to_end(qtbot, dock)
+    res = viewer.layers["stack [DIP]"]
+    assert res.data.shape == vol.shape
+    blend = [n for n in res.metadata["notes"] if n.startswith("gap blend")]
+    assert len(blend) == 1 and blend[0].startswith("gap blend: the gaps are")
+    known = mask == 0
+    np.testing.assert_array_equal(res.data[known], before[known])
+    np.testing.assert_array_equal(viewer.layers["stack"].data, before)
+    assert np.isfinite(res.data).all()

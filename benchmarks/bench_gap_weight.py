@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inpaint import IMAGES, MASKS, grey  # noqa: E402
+from bench_inpaint import IMAGES, MASKS, grey, run_dip  # noqa: E402
 from bench_quality import make_masks, psnr  # noqa: E402
 
 
@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
+    a.seed, a.sigma, a.steps = 0, 0.0, None  # as bench_inpaint.run_dip reads them
     import torch
 
-    import napari_dip
     from napari_dip.core.fill import biharmonic
 
     for image in a.images.split(","):
@@ -44,20 +44,16 @@ def main(argv=None) -> int:
         for mname in a.masks.split(","):
             mask = masks[mname]
             observed = np.where(mask, 0.0, clean).astype(np.float32)
-            t = time.perf_counter()
-            snaps = []
-            for snap in napari_dip.iterate(observed, mask=mask, preset=a.preset, seed=0,
-                                           keep_known=True, device=a.device):
-                snaps = [*snaps[-1:], snap]
-            sec = time.perf_counter() - t
-            net = np.where(mask, snaps[0].image, observed).astype(np.float64)
-            final = snaps[-1].image.astype(np.float64)
-            note = [n for n in snaps[-1].info.notes if n.startswith("gap blend: the gaps")]
+            res, sec, net = run_dip(observed, mask, a)
+            if net is None:  # no blend ran: nothing to compare
+                p.error(f"--preset {a.preset}: its runs do not blend their gaps")
+            final = res.image.astype(np.float64)
+            note = [n for n in res.info.notes if n.startswith("gap blend: the gaps")]
             w = float(note[0].split("the gaps are ")[1].split()[0]) if note else None
             fill, _ = biharmonic(torch.from_numpy(observed)[None, None],
                                  torch.from_numpy(~mask)[None, None])
             fill = fill[0, 0].double().numpy()
-            d, e = (net - fill)[mask], (clean - fill)[mask]
+            d, e = (net.astype(np.float64) - fill)[mask], (clean - fill)[mask]
             best = float(np.clip((d * e).sum() / (d * d).sum(), 0.0, 1.0))
             oracle = np.where(mask, best * net + (1 - best) * fill, clean)
             print(json.dumps(dict(image=image, mask=mname, w=w, w_oracle=best,

@@ -518,7 +518,8 @@ DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 # 50 % and 80 % of the pixels lost and a text mask (bench_inpaint.py, fast preset, 2 CPU
 # cores) +0.29, +0.05 and +0.68 dB over the net alone on average, never more than 0.01 dB
 # below it (text mask: moon +1.36, the text image +2.65; texture such as brick and grass:
-# the net's estimate as it is), for two sparse solves at the end (about 1 s at 256x256).
+# the net's estimate as it is), for two solves of the interpolation at the end
+# (fill.biharmonic: 0.03-0.09 s each at 256x256 on two CPU cores, bench_biharmonic.py).
 _HOLDOUT_FAST = dict(loss="holdout", width=16, scales=4, lr=0.003, lr_final=1.0, steps=800,
                      ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=50,
                      stop_patience=300, gap_blend="biharmonic")

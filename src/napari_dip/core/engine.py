@@ -808,7 +808,7 @@ def run(
         if cfg.gap_blend != "off" and not hold:
             info.notes.append("gap blend: off (it blends the gaps of a hold-out fit, "
                               "loss='holdout')")
-        if hold and cfg.gap_blend != "off":
+        elif cfg.gap_blend != "off":
             # the net's own estimate first, as for the second stage below
             yield snapshot(False, final, None)
             last_snapshot_step = step

@@ -155,13 +155,9 @@ class _Preconditioner:
     def __init__(self, like: torch.Tensor, shift: float):
         self.axes = [a for a in range(2, like.dim()) if like.shape[a] > 1]
         eig = torch.zeros((), dtype=like.dtype, device=like.device)
-        last = self.axes[-1] if self.axes else None
-        for a in range(2, like.dim()):
-            n = like.shape[a]
-            if n < 2:
-                continue
-            m = 2 * n
-            k = torch.arange(m // 2 + 1 if a == last else m, dtype=like.dtype,
+        for a in self.axes:
+            m = 2 * like.shape[a]
+            k = torch.arange(m // 2 + 1 if a == self.axes[-1] else m, dtype=like.dtype,
                              device=like.device)
             lam = 2.0 - 2.0 * torch.cos(2.0 * torch.pi * k / m)
             shape = [1] * (like.dim() - 2)
@@ -171,8 +167,6 @@ class _Preconditioner:
         self.size = [2 * like.shape[a] for a in self.axes]
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
-        if not self.axes:
-            return self.scale * r
         ext = r
         for a in self.axes:
             ext = torch.cat([ext, ext.flip(a)], dim=a)
@@ -246,7 +240,7 @@ def biharmonic(values: torch.Tensor, known: torch.Tensor, *, tol: float = 1e-6,
     fmask = f.to(values.dtype)
     rhs = -fmask * _bilaplacian(torch.where(f, torch.zeros_like(v), v))
     scale = _dot(rhs, rhs).sqrt().clamp_min(1e-30)
-    u = torch.where(f, push_pull(v, k), v)
+    u = push_pull(v, k)  # known pixels keep their values
     u, plain, worst = _pcg(u, fmask, scale, tol, min(PLAIN_FIRST, max_iter), None)
     if tol < worst <= PLAIN_STALL:  # converging: go on with plain iterations
         u, again, worst = _pcg(u, fmask, scale, tol, min(PLAIN_ITERATIONS, max_iter) - plain,

@@ -250,4 +250,8 @@ def test_gap_blend_covers_volumes_and_a_mask_per_channel(camera_crop, kind):
     fill = fill[0].numpy()
     fill = fill[0] if kind == "volume" else np.moveaxis(fill, 0, -1)
     expected = w * net + (1 - w) * fill
-    assert np.abs(final[missing] - expected[missing]).max() < 2e-3
+    # (results are clipped to the known values' range: compare where nothing was clipped)
+    lo, hi = image[~missing].min() + 1e-6, image[~missing].max() - 1e-6
+    inside = missing & np.all([(a > lo) & (a < hi) for a in (net, final, fill)], axis=0)
+    assert inside.sum() > 0.5 * missing.sum()
+    assert np.abs(final - expected)[inside].max() < 1e-3

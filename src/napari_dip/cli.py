@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "N x N, blended without seams (the same as --option tile_size=N; "
                           "default: tiles only when an image would not fit the memory "
                           "budget); on a cluster every tile is a task of its own")
+    run.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
+                     help="end each image's fit after this many seconds and finish its "
+                          "result as at its last step (stop rule's estimate, second stage); "
+                          "the tiles of an image share it, where on a cluster each task "
+                          "has its own (the same as --option time_limit=SECONDS; default: "
+                          "no limit)")
     run.add_argument("--compile", action="store_true",
                      help="CUDA: compile the net with torch.compile, which fuses the work "
                           "between its convolutions; steps are 1.4-1.7x faster after about a "
@@ -250,7 +256,7 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_shorthands(args: argparse.Namespace, settings: "Settings") -> None:
-    """--tile-size and --compile: shorthands for configuration fields."""
+    """--tile-size, --compile and --time-limit: shorthands for configuration fields."""
     size = getattr(args, "tile_size", None)
     if size is not None and settings.cfg.tile_size != size:
         try:
@@ -259,6 +265,12 @@ def _apply_shorthands(args: argparse.Namespace, settings: "Settings") -> None:
             raise UsageError(f"--tile-size {size}: {exc}") from None
     if getattr(args, "compile", False):
         settings.cfg = settings.cfg.replace(compile=True)
+    limit = getattr(args, "time_limit", None)
+    if limit is not None:
+        try:
+            settings.cfg = settings.cfg.replace(time_limit=limit)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--time-limit {limit:g}: {exc}") from None
 
 
 def _cluster_requested(args: argparse.Namespace) -> bool:

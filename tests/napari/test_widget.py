@@ -446,3 +446,54 @@ def test_a_volume_with_painted_holes_gets_the_gap_fill(qtbot, viewer, dock):
     np.testing.assert_array_equal(res.data[known], before[known])
     np.testing.assert_array_equal(viewer.layers["stack"].data, before)
     assert np.isfinite(res.data).all()
+
+
+def test_finish_ends_the_fit_and_completes_the_result(qtbot, viewer, dock):
+    viewer.add_image(tiny_image(), name="long")
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    assert dock.second_stage.value == "wiener"  # the fast preset's denoising
+    assert not dock.finish_button.enabled
+    start_and_wait_first_snapshot(qtbot, viewer, dock, "long [DIP]")
+    assert dock.finish_button.enabled and dock.stop_button.enabled
+    dock.finish_button.native.click()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+
+    md = viewer.layers["long [DIP]"].metadata
+    assert md["stop_reason"].startswith("ended on request after")
+    assert 5 <= md["steps"] < 5000 and md["steps"] % 5 == 0
+    assert any(n.startswith("refine: Wiener") for n in md["notes"])  # the second stage ran
+    assert dock.status.value.startswith("Done in")
+    assert not dock.finish_button.enabled and not dock.stop_button.enabled
+
+
+def test_finish_on_frames_leaves_the_rest_empty(qtbot, viewer, dock):
+    stack = np.stack([tiny_image(seed=s) for s in range(3)]).astype(np.float32)
+    viewer.add_image(stack, name="movie")
+    dock.mode.value = "frames"
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    start_and_wait_first_snapshot(qtbot, viewer, dock, "movie [DIP]")
+    dock.finish_button.native.click()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+
+    res = viewer.layers["movie [DIP]"]
+    md = res.metadata
+    assert md["frames_done"] == 1 and md["n_frames"] == 3
+    assert md["stop_reason"] == "finished early by the user: 1 of 3 frames restored; the " \
+                                "others are empty"
+    assert md["frames"][0]["stop_reason"].startswith("ended on request after")
+    assert np.any(res.data[0] != 0) and not np.any(res.data[1:])
+    assert dock.status.value.startswith("Finished early after")
+
+
+def test_time_limit_field(qtbot, viewer, dock):
+    viewer.add_image(tiny_image(), name="timed")
+    configure(dock, steps=5000, every=5, auto_stop=False)
+    assert dock.time_limit.value == 0 and "time_limit" not in dock.run_options()
+    assert dock.time_limit.native.text() == "none"
+    dock.time_limit.value = 1
+    assert dock.run_options()["time_limit"] == 1
+    run_to_end(qtbot, dock)
+    md = viewer.layers["timed [DIP]"].metadata
+    assert md["config"]["time_limit"] == 1
+    assert md["stop_reason"].startswith("ended at the time limit (1 s) after")
+    assert md["steps"] < 5000

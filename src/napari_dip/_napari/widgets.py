@@ -77,6 +77,7 @@ ADVANCED_FIELDS = {
     "data_term": "loss",
     "second_stage": "refine",
     "gap_fill": "gap_blend",
+    "time_limit": "time_limit",
 }
 NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
                                              "poisson-gaussian")]
@@ -144,6 +145,8 @@ class _Run:
     last: Update | None = None
     frames: dict[int, dict[str, Any]] = field(default_factory=dict)
     stop_requested: bool = False
+    # Finish: the engine ends the fit at its next snapshot and completes the result
+    finish_event: threading.Event = field(default_factory=threading.Event)
     cancelled: str | None = None  # why the run was abandoned (input removed, closed)
     failure: Failure | None = None
     finished: bool = False
@@ -228,6 +231,17 @@ class DIPWidget(Container):
                     "frames along first axis: e.g. a time series; each frame is restored in "
                     "turn and appears when done.\n"
                     "2-D slices: every plane of a stack on its own.")
+        self.time_limit = FloatSpinBox(
+            name="time_limit", label="time limit", min=0, max=7 * 24 * 3600, step=10,
+            tooltip="Seconds the fit may take; 0: no limit. At the limit the run finishes "
+                    "as at its last step\n(the stop rule's estimate, the gap fill and the "
+                    "second stage, a few seconds more).\nA tiled image shares it among its "
+                    "tiles; each frame of a stack has a limit of its own.\nA run that "
+                    "reaches it depends on the machine's speed: the seed no longer repeats "
+                    "it.")
+        self.time_limit.native.setDecimals(0)
+        self.time_limit.native.setSpecialValueText("none")
+        self.time_limit.native.setSuffix(" s")
         self.seed = LineEdit(
             name="seed", label="seed", value="0",
             tooltip="Makes a run repeatable. Leave empty for a random seed (reported in the "
@@ -353,12 +367,18 @@ class DIPWidget(Container):
         self.advanced.visible = False
 
         self.run_button = PushButton(name="run_button", text="Run")
+        self.finish_button = PushButton(name="finish_button", text="Finish", enabled=False)
         self.stop_button = PushButton(name="stop_button", text="Stop", enabled=False)
         self.run_button.native.setToolTip("Start the restoration in the background.")
+        self.finish_button.native.setToolTip(
+            "End the fit at the next snapshot and finish the result as at its last step:\n"
+            "the stop rule's estimate, then the gap fill and the second stage where they "
+            "run (a few seconds).\nWith several frames or slices, those not started yet "
+            "stay empty.")
         self.stop_button.native.setToolTip(
             "Stop after the current snapshot; the result layer keeps the latest estimate.")
         buttons = Container(name="buttons", layout="horizontal", labels=False,
-                            widgets=[self.run_button, self.stop_button])
+                            widgets=[self.run_button, self.finish_button, self.stop_button])
         self.status = Label(name="status", value="Ready.")
         self.status.native.setWordWrap(True)
         self.status.native.setMinimumHeight(54)
@@ -366,7 +386,7 @@ class DIPWidget(Container):
 
         form = Container(name="form", labels=True, widgets=[
             self.image_layer, self.mask_layer, self.mask_hint, self.method, self.preset,
-            _row("steps", self.steps, self.auto_stop), self.channels, self.mode, self.seed,
+            _row("steps", self.steps, self.auto_stop), self.time_limit, self.channels, self.mode, self.seed,
             self.device, _row("history", self.keep_history),
             _row("advanced", self.show_advanced),
         ])
@@ -391,6 +411,7 @@ class DIPWidget(Container):
         self.show_advanced.changed.connect(self._on_show_advanced)
         self.auto_stop.changed.connect(self._remember_auto_stop)
         self.run_button.changed.connect(self.run)
+        self.finish_button.changed.connect(self.finish)
         self.stop_button.changed.connect(self.stop)
 
         events = self._viewer.layers.events
@@ -623,6 +644,9 @@ class DIPWidget(Container):
             if mask_layer is not None:
                 mask = np.asarray(mask_layer.data) != 0  # a private copy
                 mask_for_frame(mask, tuple(np.shape(data)), plan, 0)  # checks the shape
+            finish_event = threading.Event()
+            if spec is None:  # pieces on a cluster cannot be finished early
+                opts["finish"] = finish_event.is_set
             request = RunRequest(data=data, mask=mask, plan=plan, options=opts)
             first = request.engine(0)  # checks every argument now
             if spec is not None:  # the tasks make their own engines
@@ -646,7 +670,7 @@ class DIPWidget(Container):
         self._run = run = _Run(
             worker=None, steps=None, first=first, request=request, layers=run_layers,
             source=source, mask=mask_layer, method=method, mode=self.mode.value, pbar=pbar,
-            seed=opts["seed"],
+            seed=opts["seed"], finish_event=finish_event,
         )
         if spec is None:
             run.steps = restore_frames(request, first)
@@ -659,6 +683,7 @@ class DIPWidget(Container):
 
             run.steps = restore_frames_dask(request, spec, should_stop=should_stop)
         self.stop_button.enabled = True
+        self.finish_button.enabled = spec is None
         text = (f"Starting {_layers.METHOD_TAGS[method]} on '{source.name}'"
                 + (f" ({n} {unit}s)" if n > 1 else ""))
         if spec is not None:
@@ -675,6 +700,18 @@ class DIPWidget(Container):
         self.last_worker = run.worker
         return run.worker
 
+    def finish(self, *_: Any) -> None:
+        """End the fit at the next snapshot and let the engine finish the result (the
+        stop rule's estimate, the gap fill and the second stage); frames not started yet
+        are not restored."""
+        run = self._run
+        if run is None or run.finished or run.dask is not None or run.stop_requested:
+            return
+        run.finish_event.set()
+        self.finish_button.enabled = False
+        self._set_status("Finishing: the fit ends at the next snapshot, then the result is "
+                         "completed \u2026")
+
     def stop(self, *_: Any) -> None:
         """Stop the run after the current snapshot; the result keeps the latest estimate."""
         run = self._run
@@ -682,6 +719,7 @@ class DIPWidget(Container):
             return
         run.stop_requested = True
         self.stop_button.enabled = False
+        self.finish_button.enabled = False
         if run.dask is not None:
             # the worker thread cancels the tasks and closes its cluster itself
             run.dask.stop.set()
@@ -852,6 +890,16 @@ class DIPWidget(Container):
                 text = (f"Stopped after {format_seconds(elapsed)}: {done_text} in "
                         f"'{run.layers.result.name}'; the others were cancelled and are "
                         f"empty.")
+        elif run.finish_event.is_set() and not run.stop_requested and not complete and \
+                last is not None:  # the piece in progress finished, the rest not started
+            done = sum(1 for r in run.frames.values() if r.get("complete"))
+            unit = _unit(run.mode)
+            self._finalise_stopped(
+                run, f"finished early by the user: {done} of {run.n_frames} {unit}s "
+                     f"restored; the others are empty")
+            text = (f"Finished early after {format_seconds(elapsed)}: {done} of "
+                    f"{run.n_frames} {unit}s restored in '{run.layers.result.name}'; the "
+                    f"others are empty.")
         elif run.stop_requested and not complete:
             if last is None:
                 text = "Stopped before the first snapshot: no result."
@@ -877,6 +925,7 @@ class DIPWidget(Container):
         self._set_status(text)
         try:
             self.stop_button.enabled = False
+            self.finish_button.enabled = False
         except RuntimeError:  # the widget is gone (viewer closed)
             pass
 

@@ -198,9 +198,14 @@ def restore_frames(request: RunRequest, first: Iterator[Snapshot] | None = None
     ``first`` is the already created engine generator of piece 0 (so that its arguments
     were checked before the worker started). Returns None, or a :class:`Failure` when the
     engine raised. Closing this generator closes the engine's, which frees device memory.
+    Where the options' ``finish`` (see :func:`napari_dip.iterate`) has turned true, the
+    pieces not started yet are left out.
     """
     n = len(request.plan)
+    finish = request.options.get("finish")
     for k in range(n):
+        if k > 0 and finish is not None and finish():
+            return None  # finished early: the pieces not started stay empty
         gen = None
         try:
             gen = first if (k == 0 and first is not None) else request.engine(k)

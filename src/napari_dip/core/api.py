@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -126,6 +126,7 @@ def iterate(
     noise_model: str = "gaussian",
     gain: float | None = None,
     read_noise: float | None = None,
+    finish: Callable[[], bool] | None = None,
     **options: Any,
 ) -> Iterator[Snapshot]:
     """Restore an image with DIP or SGLD-DIP, yielding a :class:`Snapshot` every
@@ -192,6 +193,12 @@ def iterate(
         "poisson-gaussian": detector gain (image units per photon) and the standard
         deviation of the Gaussian read noise, in image units; estimated from the image
         when not given (:func:`napari_dip.core.noise.estimate_poisson_gaussian`).
+    finish : callable, optional
+        Polled at every snapshot: once it returns True the fit ends, and the run finishes
+        as at its last step (the stop rule's estimate, then the gaps' blend and the second
+        stage where they are set), as ``time_limit`` does. A tiled run ends its current
+        tile, and each later tile at its first snapshot. Closing the generator instead
+        stops at once, with no final snapshot.
     **options
         Fields of :class:`~napari_dip.core.config.DIPConfig` /
         :class:`~napari_dip.core.config.SGLDConfig` (e.g. ``width=64, lr=0.02``).
@@ -207,6 +214,9 @@ def iterate(
             raise TypeError(f"output_dtype: expected an integer or float dtype, got {dt}")
     if not isinstance(keep_known, bool):
         raise TypeError(f"keep_known: expected True or False, got {keep_known!r}")
+    if finish is not None and not callable(finish):
+        raise TypeError(f"finish: expected a function of no arguments that returns True "
+                        f"to end the fit, or None, got {finish!r}")
     prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis, reference=reference)
     check_loss(cfg, masked=prep.known is not None)
     dev = resolve_device(device)
@@ -216,9 +226,10 @@ def iterate(
     plan = tiling.plan_run(prep, cfg, dev, memory_budget)
     if noise_model == "gaussian" and gain is None and read_noise is None:
         return tiling.run(prep, cfg, device=dev, seed=seed, output_dtype=output_dtype,
-                          keep_known=keep_known, plan=plan)
+                          keep_known=keep_known, plan=plan, finish=finish)
     state, stable = _stabilise(prep, noise_model, gain, read_noise)
-    run = tiling.run(stable, cfg, device=dev, seed=seed, output_dtype="float64", plan=plan)
+    run = tiling.run(stable, cfg, device=dev, seed=seed, output_dtype="float64", plan=plan,
+                     finish=finish)
     return _unstabilised(run, state, stable, prep, output_dtype=output_dtype,
                          keep_known=keep_known, note=stabilised_note)
 

@@ -295,6 +295,16 @@ class DIPConfig:
         with the balanced preset; a share of 1 lost 0.06, 0.18 and 0.17
         (``benchmarks/bench_stage_mix.py``). It adds a thresholding pass and a second
         filter: 1.6 s for a 256x256 grey image on two CPU cores.
+    time_limit : float
+        Seconds the fit may take (0, default: no limit). At the first snapshot (every
+        ``snapshot_every`` steps) after the limit, the fit ends, and the run finishes as
+        at its last step: the estimate its stop rule would return there (the mean of the
+        samples so far for SGLD), then the gaps' blend and the second stage where they
+        are set, which take a few seconds more (about 2-3 s for a 256x256 grey image on
+        two CPU cores). An image restored in tiles shares the limit among its tiles: each
+        gets the time left divided by the tiles left (on a Dask cluster, where tiles are
+        tasks of their own, each has the whole limit). A run's result then depends on the
+        machine's speed: a seed repeats it only where the limit is not reached.
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum
         (clipped or saturated, as in 8-bit images of noisy scenes; ``arrays.clipped_ends``):
@@ -350,6 +360,7 @@ class DIPConfig:
     refine: str = "off"
     refine_blend: float | None = None
     refine_hard_share: float = 0.0
+    time_limit: float = 0.0
 
     method: str = field(default="dip", init=False, repr=False)
 
@@ -717,6 +728,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "holdout_share": (0.05, 0.5),
     "refine_blend": (0.0, 1.0),
     "refine_hard_share": (0.0, 1.0),
+    "time_limit": (0.0, None),
 }
 _OPTIONAL = ("refine_blend",)  # None: chosen by the run
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -173,9 +173,19 @@ def run(
     seed: int,
     output_dtype: Any = None,
     keep_known: bool = False,
+    finish: Callable[[], bool] | None = None,
+    deadline: float | None = None,
 ) -> Iterator[Snapshot]:
-    """Run DIP or SGLD-DIP on a prepared image and yield snapshots (see :class:`Snapshot`)."""
+    """Run DIP or SGLD-DIP on a prepared image and yield snapshots (see :class:`Snapshot`).
+
+    The fit ends early, and the run finishes as at its last step (stop rule's estimate,
+    gaps' blend, second stage), at the first snapshot where ``finish()`` is true or
+    ``time.perf_counter()`` has passed ``deadline`` (by default ``cfg.time_limit``
+    seconds after the start, where that is set)."""
     t0 = time.perf_counter()
+    whole_limit = deadline is None and cfg.time_limit > 0  # else a share of it, or none
+    if whole_limit:
+        deadline = t0 + cfg.time_limit
     nd = prep.ndim_spatial
     spatial = prep.data.shape[1:]
     check_loss(cfg, masked=prep.known is not None)
@@ -377,6 +387,7 @@ def run(
     last_snapshot_step = 0
     step = 0
     stop_reason = None
+    ended = None  # why the fit ended before its last step, other than by its stop rule
 
     # R2R: the net's input y + alpha s z and its target y - s z / alpha, z the step's noise;
     # the loss, less the target's extra variance, estimates the MSE to the clean image
@@ -759,26 +770,37 @@ def run(
                             f"{cfg.stop_patience} steps; estimate of step {best + 1}"
                         )
                         break
+                if deadline is not None and time.perf_counter() >= deadline:
+                    ended = (f"ended at the time limit ({cfg.time_limit:g} s) after {step} "
+                             f"of {cfg.steps} steps" if whole_limit else
+                             f"ended at its share of the time limit after {step} of "
+                             f"{cfg.steps} steps")
+                    break
+                if finish is not None and finish():
+                    ended = f"ended on request after {step} of {cfg.steps} steps"
+                    break
                 yield snapshot(False, current_estimate(o), None)
                 last_snapshot_step = step
         # -- final result -------------------------------------------------------------
+        end = ended or f"reached the maximum of {cfg.steps} steps"
         if discrepancy is not None:
             found = int(discrepancy.step.item())
             if found >= 0:
                 final = discrepancy.estimate[None]
                 if stop_reason is None:
-                    stop_reason = (f"reached the maximum of {cfg.steps} steps; estimate of "
+                    stop_reason = (f"{end}; estimate of "
                                    f"step {found + 1}, which fits the image to the noise level "
                                    f"(discrepancy rule)")
             else:  # still short of the noise level: the latest estimate is the best fit
                 final = current_estimate(out_now)
-                stop_reason = (f"reached the maximum of {cfg.steps} steps before the estimate "
+                stop_reason = (f"{end} before the estimate "
                                f"fit the image to the noise level (discrepancy rule); last "
                                f"estimate")
         elif watch is not None:
             if stop_reason is None:
-                turned = watch_check()  # the last step's output too
-                stop_reason = (f"reached the maximum of {cfg.steps} steps; "
+                # the last step's output too (an early end has just checked it)
+                turned = watch_check() if ended is None else False
+                stop_reason = (f"{end}; "
                                f"{watch.describe()}" + (
                                    f" (left out: {watch.reason})" if turned and r2r else ""))
             final = watch.estimate[None]
@@ -793,18 +815,22 @@ def run(
             if best >= 0:
                 final = stopper.best_estimate[None]
                 if stop_reason is None:
-                    stop_reason = (f"reached the maximum of {cfg.steps} steps; estimate of step "
+                    stop_reason = (f"{end}; estimate of step "
                                    f"{best + 1} (minimum of the windowed output variance)")
             else:
                 final = current_estimate(out_now)
-                stop_reason = (f"reached the maximum of {cfg.steps} steps before the stop rule "
+                stop_reason = (f"{end} before the stop rule "
                                f"could start (window {cfg.stop_window}, warm-up "
                                f"{cfg.stop_warmup}); last estimate")
         else:
             final = current_estimate(out_now)
             what = "posterior mean of %d samples" % moments.count if sgld else (
                 "moving average" if cfg.ema > 0 else "last output")
-            stop_reason = f"reached the maximum of {cfg.steps} steps; {what}"
+            if sgld and moments.count == 0:
+                what = (f"no samples yet (burn-in {cfg.burn_in} steps): the "
+                        + ("moving average" if cfg.ema > 0 else "last output")
+                        + ", with no variance")
+            stop_reason = f"{end}; {what}"
         if cfg.gap_blend != "off" and not hold:
             info.notes.append("gap blend: off (it blends the gaps of a hold-out fit, "
                               "loss='holdout')")

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -288,10 +288,13 @@ def run(
     output_dtype: Any = None,
     keep_known: bool = False,
     plan: tuple[int | None, list[str]] | None = None,
+    finish: Callable[[], bool] | None = None,
 ) -> Iterator[engine.Snapshot]:
     """Run the engine on the whole image, or tile by tile, as ``plan`` (from
     :func:`plan_run`; made here with the device's budget when None) says; on an
-    out-of-memory error start again with tiles half the size."""
+    out-of-memory error start again with tiles half the size. ``finish``: see
+    :func:`engine.run`; tiles share ``cfg.time_limit``, counted from the start."""
+    end = time.perf_counter() + cfg.time_limit if cfg.time_limit > 0 else None
     spatial = tuple(prep.data.shape[1:])
     edge, notes = plan if plan is not None else plan_run(prep, cfg, device)
     notes = list(notes)
@@ -301,10 +304,12 @@ def run(
         try:
             if edge is None:
                 source = engine.run(prep, cfg, device=device, seed=seed,
-                                    output_dtype=output_dtype, keep_known=keep_known)
+                                    output_dtype=output_dtype, keep_known=keep_known,
+                                    finish=finish)
             else:
                 source = _run_tiles(prep, cfg, edge, notes, device=device, seed=seed,
-                                    output_dtype=output_dtype, keep_known=keep_known)
+                                    output_dtype=output_dtype, keep_known=keep_known,
+                                    finish=finish, end=end)
             for snap in source:
                 snap.info.notes.extend(n for n in notes if n not in snap.info.notes)
                 snap.step += offset
@@ -354,7 +359,10 @@ def check_tiles(plan: TilePlan, known: np.ndarray | None) -> None:
 def _run_tiles(
     prep: arrays.Prepared, cfg: DIPConfig, edge: int, notes: list[str], *,
     device: torch.device, seed: int, output_dtype: Any, keep_known: bool,
+    finish: Callable[[], bool] | None = None, end: float | None = None,
 ) -> Iterator[engine.Snapshot]:
+    """The tiles of ``prep`` one after another; with ``end`` (a ``time.perf_counter()``
+    value), each tile's fit may take the time left divided by the tiles left."""
     spatial = tuple(prep.data.shape[1:])
     channels = prep.data.shape[0]
     plan = tile_plan(cfg, spatial, edge)
@@ -377,7 +385,12 @@ def _run_tiles(
             channel_axis=0, ndim_spatial=prep.ndim_spatial,
         )
         final = None
-        for snap in engine.run(sub, cfg, device=device, seed=seed):
+        deadline = None
+        if end is not None:
+            now = time.perf_counter()
+            deadline = now + max(end - now, 0.0) / (len(plan) - tile.index)
+        for snap in engine.run(sub, cfg, device=device, seed=seed, finish=finish,
+                               deadline=deadline):
             if info is None:
                 info = engine.RunInfo(
                     method=cfg.method, config=cfg, seed=seed, device=snap.info.device,

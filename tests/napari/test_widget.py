@@ -6,6 +6,7 @@ the whole file takes well under a minute on two CPU cores.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -485,14 +486,25 @@ def test_finish_on_frames_leaves_the_rest_empty(qtbot, viewer, dock):
     assert dock.status.value.startswith("Finished early after")
 
 
-def test_time_limit_field(qtbot, viewer, dock):
+def test_time_limit_field(qtbot, viewer, dock, monkeypatch):
     viewer.add_image(tiny_image(), name="timed")
     configure(dock, steps=5000, every=5, auto_stop=False)
     assert dock.time_limit.value == 0 and "time_limit" not in dock.run_options()
     assert dock.time_limit.native.text() == "none"
     dock.time_limit.value = 1
     assert dock.run_options()["time_limit"] == 1
+    texts = []
+    shown = dock._set_status
+
+    def record(text):
+        texts.append(text)
+        shown(text)
+    monkeypatch.setattr(dock, "_set_status", record)
     run_to_end(qtbot, dock)
+    # the time left counts the limit, not the 5000 steps
+    left = [re.search(r"elapsed \u00b7 at most (\d+) s left", t) for t in texts]
+    left = [int(m.group(1)) for m in left if m]
+    assert left and max(left) <= 1, texts
     md = viewer.layers["timed [DIP]"].metadata
     assert md["config"]["time_limit"] == 1
     assert md["stop_reason"].startswith("ended at the time limit (1 s) after")

@@ -1004,10 +1004,15 @@ class DIPWidget(Container):
         snap = update.snapshot
         elapsed = time.perf_counter() - run.started
         per_step = snap.elapsed / max(snap.step, 1)
-        remaining = (snap.max_steps - snap.step) + (update.n_frames - update.frame - 1) * \
-            snap.max_steps
-        left = format_seconds(per_step * remaining)
-        bound = "at most " if (snap.info.config.auto_stop and run.method == "dip") else "about "
+        this = per_step * (snap.max_steps - snap.step)  # the piece in progress
+        each = per_step * snap.max_steps  # each piece not started
+        limit = snap.info.config.time_limit
+        if limit > 0:  # every piece's fit ends at the limit
+            this = min(this, max(limit - snap.elapsed, 0.0))
+            each = min(each, limit)
+        left = format_seconds(this + (update.n_frames - update.frame - 1) * each)
+        bound = "at most " if (limit > 0 or (snap.info.config.auto_stop and
+                                             run.method == "dip")) else "about "
         piece = (f"{_unit(run.mode)} {update.frame + 1}/{update.n_frames} \u00b7 "
                  if update.n_frames > 1 else "")
         extra = ""

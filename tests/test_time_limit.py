@@ -116,6 +116,17 @@ def test_tiles_share_the_time_limit():
     assert res.image.shape == noisy.shape and np.isfinite(res.image).all()
 
 
+def test_finish_in_a_tiled_run_keeps_the_tiles_alike():
+    """The tile in progress ends on request; the later tiles end at the same step."""
+    noisy, _ = noisy_image((64, 64))
+    res = restore(noisy, preset="fast", seed=0, device="cpu", steps=100_000, tile_size=32,
+                  tile_overlap=8, finish=after(2), **SMALL)
+    tiles = res.metadata()["tiling"]["tiles"]
+    assert tiles > 1 and res.steps == 10 * tiles
+    assert res.stop_reason.startswith(f"{tiles} tiles, each: ended on request after 10 of "
+                                      f"100000 steps")
+
+
 def test_bad_values_are_refused_by_name():
     noisy, _ = noisy_image()
     with pytest.raises(ValueError, match="time_limit: expected a finite number >= 0.0"):

@@ -373,8 +373,8 @@ class DIPWidget(Container):
         self.finish_button.native.setToolTip(
             "End the fit at the next snapshot and finish the result as at its last step:\n"
             "the stop rule's estimate, then the gap fill and the second stage where they "
-            "run (a few seconds).\nWith several frames or slices, those not started yet "
-            "stay empty.")
+            "run (a few seconds).\nA tiled image fits its later tiles as far as this "
+            "one; with several frames or slices,\nthose not started yet stay empty.")
         self.stop_button.native.setToolTip(
             "Stop after the current snapshot; the result layer keeps the latest estimate.")
         buttons = Container(name="buttons", layout="horizontal", labels=False,
@@ -386,8 +386,8 @@ class DIPWidget(Container):
 
         form = Container(name="form", labels=True, widgets=[
             self.image_layer, self.mask_layer, self.mask_hint, self.method, self.preset,
-            _row("steps", self.steps, self.auto_stop), self.time_limit, self.channels, self.mode, self.seed,
-            self.device, _row("history", self.keep_history),
+            _row("steps", self.steps, self.auto_stop), self.time_limit, self.channels,
+            self.mode, self.seed, self.device, _row("history", self.keep_history),
             _row("advanced", self.show_advanced),
         ])
         for c in (self, form, buttons):

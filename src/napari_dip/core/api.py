@@ -196,9 +196,10 @@ def iterate(
     finish : callable, optional
         Polled at every snapshot: once it returns True the fit ends, and the run finishes
         as at its last step (the stop rule's estimate, then the gaps' blend and the second
-        stage where they are set), as ``time_limit`` does. A tiled run ends its current
-        tile, and each later tile at its first snapshot. Closing the generator instead
-        stops at once, with no final snapshot.
+        stage where they are set), as ``time_limit`` does. A tiled run ends the tile in
+        progress, and every later tile at the step where that one ended, so that the
+        tiles stay alike. Closing the generator instead stops at once, with no final
+        snapshot.
     **options
         Fields of :class:`~napari_dip.core.config.DIPConfig` /
         :class:`~napari_dip.core.config.SGLDConfig` (e.g. ``width=64, lr=0.02``).

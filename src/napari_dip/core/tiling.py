@@ -362,7 +362,9 @@ def _run_tiles(
     finish: Callable[[], bool] | None = None, end: float | None = None,
 ) -> Iterator[engine.Snapshot]:
     """The tiles of ``prep`` one after another; with ``end`` (a ``time.perf_counter()``
-    value), each tile's fit may take the time left divided by the tiles left."""
+    value), each tile's fit may take the time left divided by the tiles left. Once
+    ``finish()`` is true, the tile in progress ends its fit, and every later tile ends
+    at the step where that one did, so that the tiles stay alike."""
     spatial = tuple(prep.data.shape[1:])
     channels = prep.data.shape[0]
     plan = tile_plan(cfg, spatial, edge)
@@ -376,6 +378,7 @@ def _run_tiles(
     pending: list[np.ndarray] = []  # losses of finished tiles not yet reported
     t0 = time.perf_counter()
     reasons: list[str] = []
+    matched: int | None = None  # the steps of the tile in progress when finish() turned
     for tile in plan.tiles:
         region = (slice(None),) + tile.slices
         known = None if prep.known is None else np.ascontiguousarray(prep.known[region])
@@ -389,7 +392,8 @@ def _run_tiles(
         if end is not None:
             now = time.perf_counter()
             deadline = now + max(end - now, 0.0) / (len(plan) - tile.index)
-        for snap in engine.run(sub, cfg, device=device, seed=seed, finish=finish,
+        tile_finish = finish if matched is None else _after_steps(matched, cfg.snapshot_every)
+        for snap in engine.run(sub, cfg, device=device, seed=seed, finish=tile_finish,
                                deadline=deadline):
             if info is None:
                 info = engine.RunInfo(
@@ -422,6 +426,8 @@ def _run_tiles(
         pending.append(final.losses)
         steps_done += final.step
         reasons.append(final.stop_reason or "")
+        if matched is None and finish is not None and finish():
+            matched = final.step
         mosaic.add(tile, final.image)
         if var_mosaic is not None:
             var_mosaic.add(tile, final.variance if final.variance is not None
@@ -436,6 +442,17 @@ def _run_tiles(
                            tile=len(plan) - 1, tiles=len(plan), max_steps=cfg.steps * len(plan),
                            elapsed=time.perf_counter() - t0, done=True, reason=reason, keep_known=keep_known)
     yield snap
+
+
+def _after_steps(steps: int, every: int) -> Callable[[], bool]:
+    """A ``finish`` for :func:`engine.run` that turns true at the snapshot of step
+    ``steps`` (it is polled once per snapshot, every ``every`` steps)."""
+    polls = [0]
+
+    def finish() -> bool:
+        polls[0] += 1
+        return polls[0] * every >= steps
+    return finish
 
 
 def _tiled_snapshot(

@@ -14,7 +14,7 @@ each limit T:
     python benchmarks/bench_time_limit.py                      # fast, T = 10, 20, 30 s
     python benchmarks/bench_time_limit.py --images sample,moon --limits 15,30 --json out.json
 
-On two CPU cores the fast preset takes 25-52 s per image, so limits below that show what a
+On two CPU cores the fast preset takes 26-54 s per image, so limits below that show what a
 slower machine gets from a fixed budget.
 """
 

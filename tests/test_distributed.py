@@ -277,6 +277,8 @@ def test_restore_many_in_order_and_as_completed(client, tmp_path):
     assert isinstance(mixed[0], ValueError) and mixed[1].image.shape == (16, 16)
     with pytest.raises(TypeError, match="wdth"):
         napari_dip.restore_many(images, cluster=client, wdth=8)
+    with pytest.raises(TypeError, match="finish: not available for tasks on a cluster"):
+        napari_dip.restore_many(images, cluster=client, finish=lambda: False, **TINY)
     with pytest.raises(ValueError, match="masks: expected one per image"):
         napari_dip.restore_many(images, cluster=client, masks=[None], **TINY)
 

@@ -4,6 +4,8 @@ step (the stop rule's estimate, the second stage), on tiny images and nets."""
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import numpy as np
 import pytest
@@ -73,12 +75,22 @@ def test_time_limit_not_reached_changes_nothing():
     assert a.stop_reason == b.stop_reason
 
 
-def test_papers_loss_with_its_stop_rule_ends_with_its_estimate():
+def test_papers_loss_ended_before_its_stop_rule_says_so():
     noisy, _ = noisy_image()
     res = restore(noisy, preset="quality", loss="mse", seed=0, device="cpu", steps=5000,
                   finish=after(2), **SMALL)
     assert res.steps == 10
-    assert res.stop_reason.startswith("ended on request after 10 of 5000 steps")
+    assert res.stop_reason == ("ended on request after 10 of 5000 steps before the estimate "
+                               "fit the image to the noise level (discrepancy rule); last "
+                               "estimate")
+    # the windowed-variance rule (with a mask) returns its best estimate so far
+    mask = np.zeros(noisy.shape, bool)
+    mask[10:14, 10:14] = True
+    res = restore(noisy, mask=mask, preset="quality", loss="mse", seed=0, device="cpu",
+                  steps=5000, stop_window=4, stop_warmup=0, finish=after(4), **SMALL)
+    assert res.steps == 20
+    assert re.fullmatch(r"ended on request after 20 of 5000 steps; estimate of step \d+ "
+                        r"\(minimum of the windowed output variance\)", res.stop_reason)
 
 
 def test_inpainting_ended_early_still_blends_its_gaps():
@@ -114,6 +126,32 @@ def test_tiles_share_the_time_limit():
     assert res.stop_reason.startswith(f"{tiles} tiles, each: ended at its share of the time "
                                       f"limit after 5 of 100000 steps")
     assert res.image.shape == noisy.shape and np.isfinite(res.image).all()
+
+
+def test_tiles_split_the_time_left(monkeypatch):
+    """Each tile's deadline is the time left divided by the tiles left: the first gets a
+    share of the whole limit, the last the rest of it."""
+    from napari_dip.core import engine, tiling
+
+    deadlines = []
+    real_run = engine.run
+
+    def recording_run(*args, deadline=None, **kwargs):
+        deadlines.append((time.perf_counter(), deadline))
+        return real_run(*args, deadline=deadline, **kwargs)
+
+    monkeypatch.setattr(tiling.engine, "run", recording_run)
+    noisy, _ = noisy_image((64, 64))
+    started = time.perf_counter()
+    res = restore(noisy, preset="fast", seed=0, device="cpu", steps=10, tile_size=32,
+                  tile_overlap=8, time_limit=1000.0, **SMALL)
+    n = res.metadata()["tiling"]["tiles"]
+    assert len(deadlines) == n > 2
+    end = deadlines[-1][1]  # the last tile gets all that is left
+    assert started < end - 1000.0 < started + 5.0
+    for k, (now, deadline) in enumerate(deadlines):
+        assert deadline == pytest.approx(now + (end - now) / (n - k), abs=1e-3)
+    assert res.stop_reason.startswith(f"{n} tiles, each: reached the maximum of 10 steps")
 
 
 def test_finish_in_a_tiled_run_keeps_the_tiles_alike():

@@ -182,11 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: tiles only when an image would not fit the memory "
                           "budget); on a cluster every tile is a task of its own")
     run.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
-                     help="end each image's fit after this many seconds and finish its "
-                          "result as at its last step (stop rule's estimate, second stage); "
-                          "the tiles of an image share it, where on a cluster each task "
-                          "has its own (the same as --option time_limit=SECONDS; default: "
-                          "no limit)")
+                     help="end the fit of each image (each frame or volume of a stack) "
+                          "after this many seconds and finish its result as at its last "
+                          "step (stop rule's estimate, second stage); the tiles of an image "
+                          "share it, where on a cluster each task has its own (the same as "
+                          "--option time_limit=SECONDS; default: no limit)")
     run.add_argument("--compile", action="store_true",
                      help="CUDA: compile the net with torch.compile, which fuses the work "
                           "between its convolutions; steps are 1.4-1.7x faster after about a "

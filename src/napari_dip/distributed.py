@@ -742,6 +742,9 @@ def _split_kwargs(kwargs: dict[str, Any], masked: bool = False) -> tuple[Any, di
     from .core import iterate, resolve_config
 
     params = set(inspect.signature(iterate).parameters) - {"image", "options"}
+    if "finish" in kwargs:  # a task runs in another process: it would poll a copy
+        raise TypeError("finish: not available for tasks on a cluster, which run in other "
+                        "processes; give time_limit=SECONDS to bound each task's fit")
     reserved = {"mask", "seed", "device"} & set(kwargs)
     if reserved:
         name = sorted(reserved)[0]

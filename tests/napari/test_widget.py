@@ -449,15 +449,24 @@ def test_a_volume_with_painted_holes_gets_the_gap_fill(qtbot, viewer, dock):
     assert np.isfinite(res.data).all()
 
 
-def test_finish_ends_the_fit_and_completes_the_result(qtbot, viewer, dock):
+def test_finish_ends_the_fit_and_completes_the_result(qtbot, viewer, dock, monkeypatch):
     viewer.add_image(tiny_image(), name="long")
     configure(dock, steps=5000, every=5, auto_stop=False)
     assert dock.second_stage.value == "wiener"  # the fast preset's denoising
     assert not dock.finish_button.enabled
+    texts = []
+    shown = dock._set_status
+
+    def record(text):
+        texts.append(text)
+        shown(text)
+    monkeypatch.setattr(dock, "_set_status", record)
     start_and_wait_first_snapshot(qtbot, viewer, dock, "long [DIP]")
     assert dock.finish_button.enabled and dock.stop_button.enabled
     dock.finish_button.native.click()
+    assert not dock.finish_button.enabled and dock.stop_button.enabled
     qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT)
+    assert any(t.startswith("Finishing:") for t in texts)
 
     md = viewer.layers["long [DIP]"].metadata
     assert md["stop_reason"].startswith("ended on request after")
@@ -488,10 +497,11 @@ def test_finish_on_frames_leaves_the_rest_empty(qtbot, viewer, dock):
 
 def test_time_limit_field(qtbot, viewer, dock, monkeypatch):
     viewer.add_image(tiny_image(), name="timed")
-    configure(dock, steps=5000, every=5, auto_stop=False)
     assert dock.time_limit.value == 0 and "time_limit" not in dock.run_options()
     assert dock.time_limit.native.text() == "none"
     dock.time_limit.value = 1
+    configure(dock, steps=5000, every=5, auto_stop=False)  # method and preset set again
+    assert dock.time_limit.value == 1  # not a preset's setting: kept
     assert dock.run_options()["time_limit"] == 1
     texts = []
     shown = dock._set_status
@@ -502,7 +512,7 @@ def test_time_limit_field(qtbot, viewer, dock, monkeypatch):
     monkeypatch.setattr(dock, "_set_status", record)
     run_to_end(qtbot, dock)
     # the time left counts the limit, not the 5000 steps
-    left = [re.search(r"elapsed \u00b7 at most (\d+) s left", t) for t in texts]
+    left = [re.search(r"elapsed \u00b7 about (\d+) s left", t) for t in texts]
     left = [int(m.group(1)) for m in left if m]
     assert left and max(left) <= 1, texts
     md = viewer.layers["timed [DIP]"].metadata

@@ -77,7 +77,6 @@ ADVANCED_FIELDS = {
     "data_term": "loss",
     "second_stage": "refine",
     "gap_fill": "gap_blend",
-    "time_limit": "time_limit",
 }
 NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
                                              "poisson-gaussian")]
@@ -601,6 +600,8 @@ class DIPWidget(Container):
             value = getattr(self, wname).value
             if value != self._preset_values.get(wname):
                 opts[fname] = value
+        if self.time_limit.value > 0:  # not a preset's setting: kept when the preset changes
+            opts["time_limit"] = float(self.time_limit.value)
         if self.noise_model.value != "gaussian":
             opts["noise_model"] = self.noise_model.value
         if self.mask_layer.value is not None:
@@ -1007,17 +1008,20 @@ class DIPWidget(Container):
         this = per_step * (snap.max_steps - snap.step)  # the piece in progress
         each = per_step * snap.max_steps  # each piece not started
         limit = snap.info.config.time_limit
-        if limit > 0:  # every piece's fit ends at the limit
-            this = min(this, max(limit - snap.elapsed, 0.0))
+        bound = "at most " if (snap.info.config.auto_stop and run.method == "dip") else "about "
+        if limit > 0 and limit < snap.elapsed + this:  # the fits end at the limit, and
+            this = max(limit - snap.elapsed, 0.0)  # finishing takes a few seconds more
+            bound = "about "
+        if limit > 0:
             each = min(each, limit)
         left = format_seconds(this + (update.n_frames - update.frame - 1) * each)
-        bound = "at most " if (limit > 0 or (snap.info.config.auto_stop and
-                                             run.method == "dip")) else "about "
         piece = (f"{_unit(run.mode)} {update.frame + 1}/{update.n_frames} \u00b7 "
                  if update.n_frames > 1 else "")
         extra = ""
         if run.method == "sgld":
             extra = f" \u00b7 {snap.samples} samples" if snap.samples else " \u00b7 burn-in"
+        if run.finish_event.is_set():
+            extra += " \u00b7 finishing"
         return (f"{_layers.METHOD_TAGS[run.method]} on '{run.source.name}' "
                 f"({snap.info.device})\n"
                 f"{piece}step {snap.step}/{snap.max_steps} \u00b7 loss {snap.loss:.2e}{extra}\n"

@@ -300,10 +300,11 @@ class DIPConfig:
         ``snapshot_every`` steps) after the limit, the fit ends, and the run finishes as
         at its last step: the estimate its stop rule would return there (the mean of the
         samples so far for SGLD), then the gaps' blend and the second stage where they
-        are set, which take a few seconds more (about 2-3 s for a 256x256 grey image on
-        two CPU cores). An image restored in tiles shares the limit among its tiles: each
-        gets the time left divided by the tiles left (on a Dask cluster, where tiles are
-        tasks of their own, each has the whole limit). A run's result then depends on the
+        are set, which take a few seconds more (with the fast preset, a 256x256 grey image
+        ended 2.4-4.6 s after its limit on two CPU cores, overshoot to the snapshot
+        included; benchmarks/bench_time_limit.py). An image restored in tiles shares the
+        limit among its tiles: each gets the time left divided by the tiles left (on a
+        Dask cluster, where tiles are tasks of their own, each has the whole limit). A run's result then depends on the
         machine's speed: a seed repeats it only where the limit is not reached.
     sure_clipping : {"impute", "off"}
         With ``loss="sure"``, for data whose values pile up at their minimum or maximum

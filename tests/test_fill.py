@@ -89,3 +89,30 @@ def test_nothing_missing_and_bad_shapes():
     assert torch.equal(out, values) and info["iterations"] == 0
     with pytest.raises(ValueError, match=r"values: expected \(B, C, H, W\)"):
         biharmonic(torch.rand(8, 8), torch.ones(8, 8, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_gap_depth_is_the_chessboard_distance_to_a_known_pixel(ndim):
+    from scipy.ndimage import distance_transform_cdt
+
+    rng = np.random.default_rng(5)
+    shape = (24, 30) if ndim == 2 else (8, 12, 14)
+    missing = rng.random(shape) < 0.6
+    missing[tuple(slice(2, 9) for _ in range(ndim))] = True  # a deep hole
+    depth = fill.gap_depth(torch.from_numpy(~missing)[None])[0].numpy()
+    expected = distance_transform_cdt(missing, metric="chessboard")
+    np.testing.assert_array_equal(depth, expected)
+    assert depth.max() >= 4
+    capped = fill.gap_depth(torch.from_numpy(~missing)[None], limit=2)[0].numpy()
+    np.testing.assert_array_equal(capped, np.minimum(expected, 2))
+
+
+def test_around_is_the_band_next_to_the_gaps():
+    from scipy.ndimage import binary_dilation
+
+    gaps = np.zeros((20, 20), bool)
+    gaps[6:10, 5:15] = True
+    band = fill.around(torch.from_numpy(gaps)[None], 3)[0].numpy()
+    grown = binary_dilation(gaps, np.ones((3, 3), bool), iterations=3)
+    np.testing.assert_array_equal(band, grown & ~gaps)
+    assert band.sum() == (4 + 6) * (10 + 6) - 4 * 10

@@ -2,6 +2,8 @@
 image alone, to predict known pixels hidden from it, on top of a push-pull fill of the
 gaps, and the fill itself."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -202,6 +204,35 @@ def test_gap_blend_leans_on_the_interpolation_where_the_image_is_smooth(holes):
     net, final = snaps[-2].image, snaps[-1].image
     assert _note_weight(snaps[-1].info.notes) < 0.5
     assert _psnr_on(final, smooth, holes) > _psnr_on(net, smooth, holes) + 3
+
+
+def test_deep_gaps_fit_the_weight_on_the_band_around_them_too(camera_crop, holes):
+    """Under strokes the gaps lie deeper than single hidden pixels: the known pixels
+    around them are hidden as well, and the net gets the smaller of the two weights."""
+    mask = np.zeros(camera_crop.shape, bool)
+    mask[20:30, 8:56] = True  # a painted stroke, 10 px wide
+    mask[36:60, 40:48] = True
+    snaps = list(iterate(np.where(mask, 0.0, camera_crop).astype(np.float32), mask=mask,
+                         steps=40, snapshot_every=20, keep_known=True,
+                         gap_blend="biharmonic", **KW))
+    note = [n for n in snaps[-1].info.notes if n.startswith("gap blend: the gaps are")][0]
+    w = _note_weight(snaps[-1].info.notes)
+    found = re.search(r"the (\d+) known pixels within (\d+) px of them, hidden as well, "
+                      r"fit w ([0-9.e-]+); the smaller w is kept", note)
+    assert found, note
+    from scipy.ndimage import binary_dilation, distance_transform_cdt
+
+    width = round(distance_transform_cdt(mask, metric="chessboard")[mask].mean())
+    assert int(found.group(2)) == width >= 2
+    band = binary_dilation(mask, np.ones((3, 3), bool), iterations=width) & ~mask
+    assert int(found.group(1)) == band.sum()
+    assert w <= float(found.group(3)) + 5e-4
+    net, final = snaps[-2].image, snaps[-1].image
+    assert np.array_equal(final[~mask], camera_crop[~mask].astype(np.float32))
+    # random pixel loss lies about 1 px deep: the single hidden pixels alone
+    res = restore(np.where(holes, 0.0, camera_crop).astype(np.float32), mask=holes,
+                  steps=20, snapshot_every=10, gap_blend="biharmonic", **KW)
+    assert "px deep" not in " ".join(res.info.notes)
 
 
 def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):

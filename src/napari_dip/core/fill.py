@@ -300,3 +300,27 @@ def _direct(values: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
             lu, coupling = solved[key]
             flat[b, c, m] = lu.solve(-(coupling @ flat[b, c, ~m]))
     return out.to(values.dtype)
+
+
+def gap_depth(known: torch.Tensor, limit: int = 64) -> torch.Tensor:
+    """The chessboard distance of every pixel to the nearest known one, for a boolean
+    ``known`` of shape ``(C, *spatial)`` (2-D or 3-D, each channel on its own): 0 on known
+    pixels, 1 next to them, and so on up to ``limit`` (deeper pixels stay at ``limit``)."""
+    pool = F.max_pool2d if known.dim() == 3 else F.max_pool3d
+    cover = known.float()[None]
+    depth = torch.zeros_like(cover)
+    for _ in range(limit):
+        missing = cover == 0
+        if not bool(missing.any()):
+            break
+        depth += missing.float()
+        cover = pool(cover, 3, stride=1, padding=1)
+    return depth[0]
+
+
+def around(gaps: torch.Tensor, width: int) -> torch.Tensor:
+    """The pixels within ``width`` (chessboard distance) of ``gaps`` but not in them:
+    the band of that width around the gaps, same layout as ``gap_depth``."""
+    pool = F.max_pool2d if gaps.dim() == 3 else F.max_pool3d
+    grown = pool(gaps.float()[None], 2 * width + 1, stride=1, padding=width)[0] > 0
+    return grown & ~gaps

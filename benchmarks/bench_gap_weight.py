@@ -5,7 +5,10 @@ For each image and mask: one hold-out run of the preset with its known pixels ke
 net's own estimate (the snapshot before the blend), the blend's result and its weight
 ``w`` (from the run's note); the biharmonic interpolation (``fill.biharmonic``); and
 ``w*`` = the least-squares weight of net against interpolation on the gaps given the
-clean image, with the PSNR it would reach ("oracle"). Prints one JSON line per run.
+clean image, with the PSNR it would reach ("oracle"). Where the gaps are deep enough for
+the band around them to be fitted too, ``w_band`` and ``w_pixels`` are the two weights
+(the run keeps the smaller); ``depth`` is the gaps' mean chessboard depth and
+``blend_seconds`` the blend's time from its note. Prints one JSON line per run.
 
     python benchmarks/bench_gap_weight.py --images clock,moon --masks text   # ~3 minutes
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,7 +40,7 @@ def main(argv=None) -> int:
     a.seed, a.sigma, a.steps = 0, 0.0, None  # as bench_inpaint.run_dip reads them
     import torch
 
-    from napari_dip.core.fill import biharmonic
+    from napari_dip.core.fill import biharmonic, gap_depth
 
     for image in a.images.split(","):
         clean = grey(image, a.size)
@@ -50,6 +54,11 @@ def main(argv=None) -> int:
             final = res.image.astype(np.float64)
             note = [n for n in res.info.notes if n.startswith("gap blend: the gaps")]
             w = float(note[0].split("the gaps are ")[1].split()[0]) if note else None
+            # deep gaps: the band's weight and the single pixels' (the smaller is kept)
+            band = re.search(r"fit w ([0-9.e-]+) where the single pixels fit ([0-9.e-]+)",
+                             note[0]) if note else None
+            took = re.search(r"; ([0-9.]+) s\)$", note[0]) if note else None
+            depth = gap_depth(torch.from_numpy(~mask)[None])[0].numpy()[mask].mean()
             fill, _ = biharmonic(torch.from_numpy(observed)[None, None],
                                  torch.from_numpy(~mask)[None, None])
             fill = fill[0, 0].double().numpy()
@@ -57,6 +66,10 @@ def main(argv=None) -> int:
             best = float(np.clip((d * e).sum() / (d * d).sum(), 0.0, 1.0))
             oracle = np.where(mask, best * net + (1 - best) * fill, clean)
             print(json.dumps(dict(image=image, mask=mname, w=w, w_oracle=best,
+                                  w_band=float(band.group(1)) if band else None,
+                                  w_pixels=float(band.group(2)) if band else None,
+                                  depth=float(depth),
+                                  blend_seconds=float(took.group(1)) if took else None,
                                   net=psnr(clean, net), bh=psnr(clean, fill),
                                   final=psnr(clean, final), oracle=psnr(clean, oracle),
                                   sec=sec)), flush=True)

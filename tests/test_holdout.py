@@ -209,6 +209,8 @@ def test_gap_blend_leans_on_the_interpolation_where_the_image_is_smooth(holes):
 def test_deep_gaps_fit_the_weight_on_the_band_around_them_too(camera_crop, holes):
     """Under strokes the gaps lie deeper than single hidden pixels: the known pixels
     around them are hidden as well, and the net gets the smaller of the two weights."""
+    from scipy.ndimage import binary_dilation, distance_transform_cdt
+
     mask = np.zeros(camera_crop.shape, bool)
     mask[20:30, 8:56] = True  # a painted stroke, 10 px wide
     mask[36:60, 40:48] = True
@@ -216,23 +218,45 @@ def test_deep_gaps_fit_the_weight_on_the_band_around_them_too(camera_crop, holes
                          steps=40, snapshot_every=20, keep_known=True,
                          gap_blend="biharmonic", **KW))
     note = [n for n in snaps[-1].info.notes if n.startswith("gap blend: the gaps are")][0]
-    w = _note_weight(snaps[-1].info.notes)
     found = re.search(r"the (\d+) known pixels within (\d+) px of them, hidden as well, "
-                      r"fit w ([0-9.e-]+); the smaller w is kept", note)
+                      r"fit w ([0-9.e-]+) where the single pixels fit ([0-9.e-]+): the "
+                      r"smaller is kept", note)
     assert found, note
-    from scipy.ndimage import binary_dilation, distance_transform_cdt
-
     width = round(distance_transform_cdt(mask, metric="chessboard")[mask].mean())
     assert int(found.group(2)) == width >= 2
     band = binary_dilation(mask, np.ones((3, 3), bool), iterations=width) & ~mask
     assert int(found.group(1)) == band.sum()
-    assert w <= float(found.group(3)) + 5e-4
-    net, final = snaps[-2].image, snaps[-1].image
-    assert np.array_equal(final[~mask], camera_crop[~mask].astype(np.float32))
+    w_band, w_pixels = float(found.group(3)), float(found.group(4))
+    assert _note_weight(snaps[-1].info.notes) == pytest.approx(min(w_band, w_pixels),
+                                                               abs=5e-4)
+    assert np.array_equal(snaps[-1].image[~mask], camera_crop[~mask].astype(np.float32))
     # random pixel loss lies about 1 px deep: the single hidden pixels alone
     res = restore(np.where(holes, 0.0, camera_crop).astype(np.float32), mask=holes,
                   steps=20, snapshot_every=10, gap_blend="biharmonic", **KW)
     assert "px deep" not in " ".join(res.info.notes)
+    # a band that would hide most known pixels is left out, and the note says so
+    combs = np.zeros(camera_crop.shape, bool)
+    for c in range(4):
+        combs[:, c::6] = True  # gaps 4 px wide, 2 known columns between them
+    res = restore(np.where(combs, 0.0, camera_crop).astype(np.float32), mask=combs,
+                  steps=20, snapshot_every=10, gap_blend="biharmonic", **KW)
+    assert "band of 2 px around them holds more than 50% of the known pixels: not " \
+        "fitted there" in " ".join(res.info.notes)
+
+
+def test_the_band_for_a_mask_per_channel_and_several_nets(camera_crop):
+    """Each channel's band from its own mask, a channel with nothing known left out of the
+    depth, the members' predictions averaged: the gaps still lie on the blend's line."""
+    image = np.stack([camera_crop, camera_crop[::-1], camera_crop.T], -1).astype(np.float32)
+    missing = np.zeros(image.shape, bool)
+    missing[20:30, 8:56, 0] = True
+    missing[10:50, 30:38, 1] = True
+    missing[..., 2] = True  # nothing known in the last channel
+    _, final, w, notes = _blend_parts(image, missing, channel_axis=-1, members=2)
+    note = " ".join(notes)
+    assert re.search(r"known pixels within \d+ px of them, hidden as well", note), note
+    assert np.array_equal(final[~missing], image[~missing])
+    assert 0.0 <= w <= 1.0
 
 
 def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
@@ -245,12 +269,13 @@ def test_gap_blend_is_checked_and_says_where_it_does_not_apply(camera_crop):
 
 
 def _blend_parts(observed, mask, **kw):
-    """The run's net estimate (the snapshot before the last), its final result and the
-    note's w."""
+    """The run's net estimate (the snapshot before the last), its final result, the
+    note's w and the run's notes."""
     snaps = list(iterate(np.where(mask, 0, observed).astype(np.float32), mask=mask,
                          steps=20, snapshot_every=10, keep_known=True,
                          gap_blend="biharmonic", **kw, **KW))
-    return snaps[-2].image, snaps[-1].image, _note_weight(snaps[-1].info.notes)
+    notes = snaps[-1].info.notes
+    return snaps[-2].image, snaps[-1].image, _note_weight(notes), notes
 
 
 @pytest.mark.parametrize("kind", ["volume", "per-channel mask"])
@@ -268,7 +293,7 @@ def test_gap_blend_covers_volumes_and_a_mask_per_channel(camera_crop, kind):
             np.float32)
         extra = {"channel_axis": -1}
         missing = rng.random(image.shape) < 0.3  # a different mask in every channel
-    net, final, w = _blend_parts(image, missing, **extra)
+    net, final, w, _ = _blend_parts(image, missing, **extra)
     assert 0.0 <= w <= 1.0
     assert np.array_equal(final[~missing], image[~missing])
     # every gap lies on the line from the interpolation (each channel from its own known

@@ -530,14 +530,15 @@ DENOISE_LOSS: dict[str, str] = {"fast": "r2r", "balanced": "r2r"}
 # on two CPU cores (one net: 31.66 in 92 s).
 # The gaps of the result blend the net's estimate with a biharmonic interpolation, weighted
 # by their errors on held-out known pixels (gap_blend): on eight 256x256 grey images with
-# 50 % and 80 % of the pixels lost and a text mask (bench_inpaint.py, fast preset, 2 CPU
-# cores) +0.29, +0.05 and +0.68 dB over the net alone on average, never more than 0.01 dB
-# below it (text mask: moon +1.36, the text image +2.65; texture such as brick and grass:
-# the net's estimate as it is), for two solves of the interpolation at the end
-# (fill.biharmonic: 0.03-0.09 s each at 256x256 on two CPU cores, bench_biharmonic.py).
-# Under the text mask the weight is also fitted on the band around the gaps (engine's
-# RING_MAX): 33.51 dB on those eight images against 33.30 with single pixels alone, clock
-# +1.30 dB, now above biharmonic or level with it on all eight (bench_gap_weight.py).
+# 50 % and 80 % of the pixels lost (bench_inpaint.py, fast preset, 2 CPU cores) +0.29 and
+# +0.05 dB over the net alone on average, never more than 0.01 dB below it (texture such
+# as brick and grass: the net's estimate as it is), for solves of the interpolation at
+# the end (fill.biharmonic: 0.03-0.09 s each at 256x256 on two CPU cores,
+# bench_biharmonic.py). Under their text mask, whose gaps are deep enough for the weight
+# to be fitted on the band around them as well (the engine's deep_gap_band): +0.90 dB
+# over the net (clock +1.98, the text image +2.65; brick -0.03), 33.51 dB against 33.30
+# with single pixels alone, above biharmonic or level with it on all eight
+# (bench_gap_weight.py).
 _HOLDOUT_FAST = dict(loss="holdout", width=16, scales=4, lr=0.003, lr_final=1.0, steps=800,
                      ema=0.0, backtrack_db=0.0, jitter=0.0, snapshot_every=50,
                      stop_patience=300, gap_blend="biharmonic")

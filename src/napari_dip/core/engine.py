@@ -55,7 +55,7 @@ SURE_STEP = 0.003
 # holes; random pixel loss stays near 1), the known pixels in a band of that width around
 # the gaps are hidden too, and the net's weight is the smaller of the two fits. Eight
 # 256x256 grey images under the text mask of bench_inpaint.py (fast preset, two CPU cores):
-# +0.22 dB on average, clock +1.30 and moon +0.34, the worst camera -0.06
+# +0.22 dB on average, clock +1.30 and moon +0.35, the worst camera -0.06
 # (benchmarks/bench_gap_weight.py). The band is at most RING_MAX pixels wide and is left
 # out where it would hide more than RING_MAX_SHARE of the known pixels.
 RING_MAX = 8
@@ -297,6 +297,16 @@ def run(
                                  dtype=torch.uint8).to(device)
         # the noise variance of the known pixels, for the blend of data and prediction there
         hold_var = float(arrays.noise_variance(prep.data, prep.known))
+    # deep gaps (gap_blend): the band of known pixels around them, predicted with the band
+    # hidden at every check, so that the blend's weight is fitted there too
+    band = band_shown = None
+    band_why = ""
+    if hold and cfg.gap_blend != "off" and prep.known is not None:
+        seen_np = torch.from_numpy(np.ascontiguousarray(prep.known)).to(device) > 0
+        band, band_why = deep_gap_band(seen_np.expand(channels, *seen_np.shape[1:]))
+        if band is not None:
+            band_shown = torch.zeros_like(known_t)
+            band_shown[0][crop] = (seen_np & ~band[:seen_np.shape[0]]).float()
 
     opt = FlatAdam(net, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    schedule=(cfg.steps, cfg.lr_final))
@@ -612,9 +622,12 @@ def run(
         on one group of known pixels that both predict without seeing them (the net from
         the checks' passes that hid them, the interpolation from the other known pixels).
         The noise of those pixels adds the same to either error, so it does not bias
-        ``w``. Known pixels keep the estimate as it is. The interpolation runs on the
-        run's device (fill.biharmonic), for images and volumes, each channel from its own
-        known pixels."""
+        ``w``. Where the gaps are deep (``deep_gap_band``), ``w`` is also fitted on the
+        band of known pixels around them, predicted by the net with the band hidden at
+        the same checks as the estimate, and the smaller weight is kept. Known pixels
+        keep the estimate as it is. The interpolation runs on the run's device
+        (fill.biharmonic), for images and volumes, each channel from its own known
+        pixels."""
         if prep.known is None:
             info.notes.append("gap blend: off (no missing pixels)")
             return est
@@ -630,33 +643,17 @@ def run(
             return est
         probe, _ = biharmonic(data[None], (known & ~group)[None])
         filled, solve = biharmonic(data[None], known[None])
-        y, b, n = data[group], probe[0][group], extra[crop][group].float()
+        y, b, n = data[group], probe[0][group], extra[0][crop][group].float()
         w = _weight(y, n, b)
         errors = [float((p - y).square().mean()) for p in (n, b, w * n + (1 - w) * b)]
         held = f"{int(group.sum())} held-out known pixels"
-        depth = float(gap_depth(known)[~known].mean())
-        band = min(round(depth), RING_MAX)
-        ring_note = ""
-        if band >= 2:
-            # the known pixels around the gaps, hidden from the net and the interpolation
-            ring = around(~known, band)
-            if float(ring.sum()) <= RING_MAX_SHARE * float(known.sum()):
-                seen = known & ~ring
-                shown = torch.zeros_like(known_t)
-                shown[0][crop] = seen[:known_t.shape[1]].float()
-                with torch.no_grad():
-                    pred = hold_predict(shown, net, mixed=False)
-                if members > 1:
-                    pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
-                ring_fill, _ = biharmonic(data[None], seen[None])
-                w_ring = _weight(data[ring], pred[0][crop][ring], ring_fill[0][ring])
-                ring_note = (f"; the gaps lie {depth:.2g} px deep on average, and the "
-                             f"{int(ring.sum())} known pixels within {band} px of them, "
-                             f"hidden as well, fit w {w_ring:.3g}; the smaller w is kept")
-                w = min(w, w_ring)
-            else:
-                ring_note = (f"; the gaps lie {depth:.2g} px deep on average, but the band "
-                             f"of {band} px around them holds most known pixels: not fitted")
+        band_note = band_why
+        if band is not None:  # also fitted on the band around the gaps, hidden from both
+            band_fill, _ = biharmonic(data[None], (known & ~band)[None])
+            w_band = _weight(data[band], extra[1][crop][band].float(), band_fill[0][band])
+            band_note = (f"; {band_why}, hidden as well, fit w {w_band:.3g} where the "
+                         f"single pixels fit {w:.3g}: the smaller is kept")
+            w = min(w, w_band)
         out = est.clone()
         mine = out[0][crop]
         out[0][crop] = torch.where(known, mine, w * mine + (1 - w) * filled[0].to(mine.dtype))
@@ -664,7 +661,7 @@ def run(
             f"gap blend: the gaps are {w:.3g} x the net's estimate + {1 - w:.3g} x a "
             f"biharmonic interpolation of the known pixels (squared error on {held}: net "
             f"{errors[0]:.3g}, interpolation {errors[1]:.3g}, their best blend "
-            f"{errors[2]:.3g}{ring_note}; the interpolation's solve: "
+            f"{errors[2]:.3g}{band_note}; the interpolation's solve: "
             f"{solve['iterations']} iterations"
             + (", then a sparse direct solve" if solve["direct"] else
                f", relative residual {solve['residual']:.2g}") + "; "
@@ -715,6 +712,15 @@ def run(
                 if members > 1:
                     pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
                 pred_all += pred * (hid.expand_as(target) + gaps)
+            keep = None
+            if cfg.gap_blend != "off":  # for the gaps' blend: the groups' predictions, and
+                keep = [pred_all[0]]  # the band's, with the band hidden
+                if band_shown is not None:
+                    pred = hold_predict(band_shown, net, mixed=False)
+                    if members > 1:
+                        pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
+                    keep.append(pred[0])
+                keep = torch.stack(keep)
         n = step - last_snapshot_step  # the mean error on hidden pixels since the last check
         error = float(losses[:n].mean()) if n > 0 else float("inf")
         # At a known pixel the data (error: the noise variance v) and the prediction from
@@ -727,8 +733,7 @@ def run(
         hold_weight = share
         shown = known_t.expand_as(target)
         est = pred_all + shown * share * (target - pred_all)
-        return watch.check(step, est[0], error,
-                           pred_all[0] if cfg.gap_blend != "off" else None)
+        return watch.check(step, est[0], error, keep)
 
     watch_check = holdout_check if hold else r2r_check
 
@@ -882,9 +887,33 @@ def run(
         yield snapshot(True, final, stop_reason)
     finally:
         del net, forward, compiled, opt, z, target, weight, ema, moments, members_now, stopper
-        del discrepancy, backtrack, graph, out_now, watch
+        del discrepancy, backtrack, graph, out_now, watch, band, band_shown
         release(device)
         torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def deep_gap_band(known: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+    """The band of known pixels around deep gaps, where the gaps' blend also fits its
+    weight, for a boolean ``known`` of shape ``(C, *spatial)``; None where the gaps are
+    not deep or the band would hold too many of the known pixels. The text says why, or
+    describes the band. The gaps' depth is their pixels' mean chessboard distance to a
+    known pixel (channels with no known pixel left out); the band is that many pixels
+    wide, rounded, at most RING_MAX."""
+    has = known.flatten(1).any(1).view(-1, *([1] * (known.dim() - 1)))
+    gaps = ~known & has
+    if not bool(gaps.any()):
+        return None, ""
+    depth = float(gap_depth(known)[gaps].mean())
+    width = min(round(depth), RING_MAX)
+    if width < 2:
+        return None, ""
+    band = around(~known, width)  # known pixels only
+    if float(band.sum()) > RING_MAX_SHARE * float(known.sum()):
+        return None, (f"; the gaps lie {depth:.2g} px deep on average, but the band of "
+                      f"{width} px around them holds more than {RING_MAX_SHARE:.0%} of the "
+                      f"known pixels: not fitted there")
+    return band, (f"the gaps lie {depth:.2g} px deep on average, and the {int(band.sum())} "
+                  f"known pixels within {width} px of them")
 
 
 def _weight(y: torch.Tensor, n: torch.Tensor, b: torch.Tensor) -> float:

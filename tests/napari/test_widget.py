@@ -65,6 +65,19 @@ def with_painted_mask(viewer, widget, data, name, box):
     return mask, labels
 
 
+def record_status(monkeypatch, widget):
+    """The texts the widget's status line shows from now on (patched on the class: a
+    magicgui container takes attributes set on it for widgets)."""
+    texts = []
+    shown = type(widget)._set_status
+
+    def record(self, text):
+        texts.append(text)
+        shown(self, text)
+    monkeypatch.setattr(type(widget), "_set_status", record)
+    return texts
+
+
 def run_to_end(qtbot, widget):
     worker = widget.run()
     assert worker is not None
@@ -454,13 +467,7 @@ def test_finish_ends_the_fit_and_completes_the_result(qtbot, viewer, dock, monke
     configure(dock, steps=5000, every=5, auto_stop=False)
     assert dock.second_stage.value == "wiener"  # the fast preset's denoising
     assert not dock.finish_button.enabled
-    texts = []
-    shown = dock._set_status
-
-    def record(text):
-        texts.append(text)
-        shown(text)
-    monkeypatch.setattr(dock, "_set_status", record)
+    texts = record_status(monkeypatch, dock)
     start_and_wait_first_snapshot(qtbot, viewer, dock, "long [DIP]")
     assert dock.finish_button.enabled and dock.stop_button.enabled
     dock.finish_button.native.click()
@@ -503,13 +510,7 @@ def test_time_limit_field(qtbot, viewer, dock, monkeypatch):
     configure(dock, steps=5000, every=5, auto_stop=False)  # method and preset set again
     assert dock.time_limit.value == 1  # not a preset's setting: kept
     assert dock.run_options()["time_limit"] == 1
-    texts = []
-    shown = dock._set_status
-
-    def record(text):
-        texts.append(text)
-        shown(text)
-    monkeypatch.setattr(dock, "_set_status", record)
+    texts = record_status(monkeypatch, dock)
     run_to_end(qtbot, dock)
     # the time left counts the limit, not the 5000 steps
     left = [re.search(r"elapsed \u00b7 about (\d+) s left", t) for t in texts]

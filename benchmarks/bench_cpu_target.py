@@ -117,6 +117,13 @@ def test_image(name, sigma=25.0, seed=0, colour=False):
     return to8(noisy), to8(clean)
 
 
+def bm3d_uint8(bm3d, noisy, sigma):
+    """The peer: BM3D (the ``bm3d`` module) on a uint8 image with noise of std ``sigma``
+    (in /255), rounded back to uint8 like the restorations."""
+    ref = np.asarray(bm3d.bm3d(noisy / 255.0, sigma_psd=sigma / 255), np.float64)
+    return np.clip(np.rint(ref * 255), 0, 255).astype(np.uint8)
+
+
 def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="cpu"):
     """PSNR and step at ``mark`` seconds and at the budget (or the run's end), the last
     snapshot, the run's trace of (step, seconds, PSNR, loss) at every snapshot, and where a
@@ -165,8 +172,7 @@ def main(argv=None):
         base = dict(image=image, noisy=psnr(noisy, clean))
         if bm3d is not None:
             t = time.perf_counter()
-            ref = np.asarray(bm3d.bm3d(noisy / 255.0, sigma_psd=args.sigma / 255), np.float64)
-            ref = np.clip(np.rint(ref * 255), 0, 255).astype(np.uint8)  # like the restorations
+            ref = bm3d_uint8(bm3d, noisy, args.sigma)
             rows.append(dict(base, name="BM3D (peer)", psnr_60=psnr(ref, clean),
                              psnr_budget=psnr(ref, clean), seconds=time.perf_counter() - t))
             print(rows[-1], flush=True)

@@ -31,7 +31,7 @@ import torch
 import napari_dip
 from napari_dip.core.engine import psnr
 
-from bench_cpu_target import test_image
+from bench_cpu_target import bm3d_uint8, test_image
 
 TEN = "sample,moon,coins,astronaut,coffee,chelsea,brick,grass,gravel,clock"
 
@@ -59,8 +59,7 @@ def main(argv=None):
         noisy, clean = test_image(image, sigma=args.sigma)
         row = dict(image=image, noisy=psnr(noisy, clean), limits={})
         if bm3d is not None:
-            ref = np.asarray(bm3d.bm3d(noisy / 255.0, sigma_psd=args.sigma / 255), np.float64)
-            row["bm3d"] = psnr(np.clip(np.rint(ref * 255), 0, 255).astype(np.uint8), clean)
+            row["bm3d"] = psnr(bm3d_uint8(bm3d, noisy, args.sigma), clean)
         trace = []  # (seconds, PSNR) of the whole run's snapshots
         snap = None
         for snap in napari_dip.iterate(noisy, preset=args.preset, seed=args.seed,

@@ -234,6 +234,11 @@ def test_deep_gaps_fit_the_weight_on_the_band_around_them_too(camera_crop, holes
     res = restore(np.where(holes, 0.0, camera_crop).astype(np.float32), mask=holes,
                   steps=20, snapshot_every=10, gap_blend="biharmonic", **KW)
     assert "px deep" not in " ".join(res.info.notes)
+    from napari_dip.core.engine import deep_gap_band
+
+    for share in (0.5, 0.8):  # random loss at the benchmarks' size
+        lost = np.random.default_rng(0).random((256, 256)) < share
+        assert deep_gap_band(torch.from_numpy(~lost)[None]) == (None, "")
     # a band that would hide most known pixels is left out, and the note says so
     combs = np.zeros(camera_crop.shape, bool)
     for c in range(4):

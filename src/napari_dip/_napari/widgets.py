@@ -1009,11 +1009,11 @@ class DIPWidget(Container):
         each = per_step * snap.max_steps  # each piece not started
         limit = snap.info.config.time_limit
         bound = "at most " if (snap.info.config.auto_stop and run.method == "dip") else "about "
-        if limit > 0 and limit < snap.elapsed + this:  # the fits end at the limit, and
-            this = max(limit - snap.elapsed, 0.0)  # finishing takes a few seconds more
-            bound = "about "
-        if limit > 0:
+        if limit > 0:  # every fit ends at the limit
             each = min(each, limit)
+            if limit < snap.elapsed + this:  # and finishing takes a few seconds more
+                this = max(limit - snap.elapsed, 0.0)
+                bound = "about "
         left = format_seconds(this + (update.n_frames - update.frame - 1) * each)
         piece = (f"{_unit(run.mode)} {update.frame + 1}/{update.n_frames} \u00b7 "
                  if update.n_frames > 1 else "")

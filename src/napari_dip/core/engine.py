@@ -647,12 +647,12 @@ def run(
         w = _weight(y, n, b)
         errors = [float((p - y).square().mean()) for p in (n, b, w * n + (1 - w) * b)]
         held = f"{int(group.sum())} held-out known pixels"
-        band_note = band_why
+        band_note = f"; {band_why}" if band_why else ""
         if band is not None:  # also fitted on the band around the gaps, hidden from both
             band_fill, _ = biharmonic(data[None], (known & ~band)[None])
             w_band = _weight(data[band], extra[1][crop][band].float(), band_fill[0][band])
-            band_note = (f"; {band_why}, hidden as well, fit w {w_band:.3g} where the "
-                         f"single pixels fit {w:.3g}: the smaller is kept")
+            band_note += (f", hidden as well, fit w {w_band:.3g} where the single pixels "
+                          f"fit {w:.3g}: the smaller is kept")
             w = min(w, w_band)
         out = est.clone()
         mine = out[0][crop]
@@ -703,23 +703,23 @@ def run(
         pass that hides it, blended with its data (see below). True where the watch says
         stop (see HoldoutWatch). Runs the net as it is, in float32, without gradients."""
         nonlocal hold_weight
+
+        def predicted(visible: torch.Tensor) -> torch.Tensor:  # the members' mean
+            pred = hold_predict(visible, net, mixed=False)
+            return pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True) if (
+                members > 1) else pred
+
         with torch.no_grad():
             pred_all = torch.zeros_like(target)
             gaps = (1.0 - known_t).expand_as(target) / hold_groups
             for g in range(hold_groups):
                 hid = known_t * (group_of == g)
-                pred = hold_predict(known_t - hid, net, mixed=False)
-                if members > 1:
-                    pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
-                pred_all += pred * (hid.expand_as(target) + gaps)
+                pred_all += predicted(known_t - hid) * (hid.expand_as(target) + gaps)
             keep = None
             if cfg.gap_blend != "off":  # for the gaps' blend: the groups' predictions, and
                 keep = [pred_all[0]]  # the band's, with the band hidden
                 if band_shown is not None:
-                    pred = hold_predict(band_shown, net, mixed=False)
-                    if members > 1:
-                        pred = pred.unflatten(1, (members, -1))[0].mean(0, keepdim=True)
-                    keep.append(pred[0])
+                    keep.append(predicted(band_shown)[0])
                 keep = torch.stack(keep)
         n = step - last_snapshot_step  # the mean error on hidden pixels since the last check
         error = float(losses[:n].mean()) if n > 0 else float("inf")
@@ -862,12 +862,11 @@ def run(
                                f"{cfg.stop_warmup}); last estimate")
         else:
             final = current_estimate(out_now)
-            what = "posterior mean of %d samples" % moments.count if sgld else (
-                "moving average" if cfg.ema > 0 else "last output")
-            if sgld and moments.count == 0:
-                what = (f"no samples yet (burn-in {cfg.burn_in} steps): the "
-                        + ("moving average" if cfg.ema > 0 else "last output")
-                        + ", with no variance")
+            what = "moving average" if cfg.ema > 0 else "last output"
+            if sgld:
+                what = (f"posterior mean of {moments.count} samples" if moments.count else
+                        f"no samples yet (burn-in {cfg.burn_in} steps): the {what}, with "
+                        f"no variance")
             stop_reason = f"{end}; {what}"
         if cfg.gap_blend != "off" and not hold:
             info.notes.append("gap blend: off (it blends the gaps of a hold-out fit, "
@@ -909,7 +908,7 @@ def deep_gap_band(known: torch.Tensor) -> tuple[torch.Tensor | None, str]:
         return None, ""
     band = around(~known, width)  # known pixels only
     if float(band.sum()) > RING_MAX_SHARE * float(known.sum()):
-        return None, (f"; the gaps lie {depth:.2g} px deep on average, but the band of "
+        return None, (f"the gaps lie {depth:.2g} px deep on average, but the band of "
                       f"{width} px around them holds more than {RING_MAX_SHARE:.0%} of the "
                       f"known pixels: not fitted there")
     return band, (f"the gaps lie {depth:.2g} px deep on average, and the {int(band.sum())} "

@@ -1,10 +1,11 @@
 """The engine's building blocks against reference implementations."""
 
 import numpy as np
+import pytest
 import torch
 
 from napari_dip.core.config import DIPConfig
-from napari_dip.core.nets import SkipNet, count_parameters
+from napari_dip.core.nets import Members, SkipNet, count_parameters
 from napari_dip.core.optim import Backtracker, FlatAdam
 from napari_dip.core.stats import RunningMoments
 from napari_dip.core.stopping import WindowedVariance
@@ -184,6 +185,43 @@ def test_ensemble_net_equals_separate_nets():
     assert group3(torch.rand(1, 6, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
 
 
+def test_members_as_separate_nets_compute_what_the_grouped_net_computes():
+    # the CPU runs an ensemble's members one after the other, from the grouped net's weights
+    cfg = DIPConfig(width=4, scales=2, skip_channels=2, input_channels=3, members=3)
+    torch.manual_seed(0)
+    group = SkipNet(cfg, 2)
+    sep = Members(group)
+    assert count_parameters(sep) == count_parameters(group)
+    z = torch.rand(1, 9, 16, 16)
+    out_g, out_s = group(z), sep(z)
+    torch.testing.assert_close(out_s, out_g, rtol=1e-4, atol=1e-5)
+    # the same gradients, member by member
+    out_g.square().sum().backward()
+    out_s.square().sum().backward()
+    grads = dict(group.named_parameters())
+    for i, net in enumerate(sep.nets):
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(p.grad.reshape(-1),
+                                       grads[name].grad.reshape(3, -1)[i], rtol=2e-3,
+                                       atol=2e-5)
+    # a member is a copy: training the separate nets leaves the grouped net as it was
+    before = [p.detach().clone() for p in group.parameters()]
+    with torch.no_grad():
+        for p in sep.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(a, p) for a, p in zip(before, group.parameters()))
+    # 3-D, and the layout attributes the engine reads
+    g3 = SkipNet(cfg.replace(members=2, input_channels=1), 1, nd=3)
+    s3 = Members(g3)
+    z3 = torch.rand(1, 2, 8, 8, 8)
+    torch.testing.assert_close(s3(z3), g3(z3), rtol=1e-4, atol=1e-5)
+    assert (s3.nd, s3.multiples) == (g3.nd, g3.multiples)
+    with pytest.raises(ValueError, match="several members"):
+        Members(SkipNet(cfg.replace(members=1), 2))
+    with pytest.raises(ValueError, match=r"i: expected a member in \[0, 3\)"):
+        group.member(3)
+
+
 def test_stop_rule_starts_early_only_once_the_data_are_fitted():
     # the variance falls to its minimum at step 30, then rises; the warm-up is 50 steps
     rng = np.random.default_rng(1)
@@ -218,3 +256,28 @@ def test_noise_variance_estimate():
     known = (rng.random(smooth.shape) > 0.3).astype(np.float32)
     holed = np.where(known > 0, noisy, 0.5)
     assert abs(noise_variance(holed, known) ** 0.5 - 0.1) < 0.015
+
+
+def test_engine_runs_members_as_separate_nets_on_the_cpu(monkeypatch):
+    # the same seed draws the same nets whichever way the members are laid out: the first
+    # step's loss (before any update) agrees; later steps part by float rounding, which
+    # Adam's first steps amplify for weights with gradients near zero
+    import napari_dip
+    import napari_dip.core.engine as engine
+
+    noisy = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    kw = dict(preset="fast", members=2, steps=4, auto_stop=False, refine="off", seed=3,
+              device="cpu", snapshot_every=1)
+    built = []
+    real = engine.Members
+    monkeypatch.setattr(engine, "Members", lambda net: built.append(net) or real(net))
+
+    def first_loss(**extra):
+        return next(iter(napari_dip.iterate(noisy, **dict(kw, **extra)))).loss
+
+    separate = first_loss()
+    assert len(built) == 1  # the grouped net, made into separate nets
+    assert first_loss(seed=4) != pytest.approx(separate, rel=1e-3)
+    monkeypatch.setattr(engine, "SEPARATE_MEMBERS", ())
+    assert first_loss() == pytest.approx(separate, rel=1e-5)
+    assert len(built) == 2  # the seed-4 run; none for the grouped run

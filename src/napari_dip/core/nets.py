@@ -116,9 +116,57 @@ class SkipNet(nn.Module):
                                                           groups=k)
         self.nd = nd
         self.multiples = tuple(2**v for v in levels)
+        self.members = k
+        self._build = (cfg, out_channels, levels)
+
+    def member(self, i: int) -> SkipNet:
+        """Member ``i`` of a grouped net as a net of its own (a copy of its weights and
+        normalisation statistics)."""
+        cfg, out_channels, levels = self._build
+        k = self.members
+        if not 0 <= i < k:
+            raise ValueError(f"i: expected a member in [0, {k}), got {i}")
+        with torch.random.fork_rng(devices=[]):  # its own draws are overwritten below
+            one = SkipNet(cfg.replace(members=1), out_channels, nd=self.nd, levels=levels)
+        mine = dict(self.named_parameters())
+        mine.update(self.named_buffers())
+        with torch.no_grad():
+            for name, t in list(one.named_parameters()) + list(one.named_buffers()):
+                source = mine[name]
+                if source.dim() == 0:  # BatchNorm's count of batches
+                    t.copy_(source)
+                else:  # every tensor's first axis holds the members' blocks in turn
+                    t.copy_(source.reshape(k, -1)[i].view_as(t))
+        return one.to(device=next(self.parameters()).device)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.body(z)))
+
+
+class Members(nn.Module):
+    """The K members of a grouped :class:`SkipNet` as K nets of their own, run one after
+    the other: the same input and output layout (member k in the k-th block of channels),
+    the same weights, the same function.
+
+    Grouped convolutions keep a GPU busy where one small net cannot, but on a CPU they
+    cost more per member than a net of its own (see ``engine.SEPARATE_MEMBERS``), so the
+    engine runs members this way there. Made from a grouped net, so that a seed draws
+    the same weights whichever way the members run.
+    """
+
+    def __init__(self, grouped: SkipNet) -> None:
+        super().__init__()
+        k = grouped.members
+        if k < 2:
+            raise ValueError(f"grouped: expected a net of several members, got {k}")
+        self.members = k
+        self.nd = grouped.nd
+        self.multiples = grouped.multiples
+        self.nets = nn.ModuleList(grouped.member(i) for i in range(k))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(part) for net, part in zip(self.nets, z.chunk(self.members, 1))],
+                         1)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -1,0 +1,127 @@
+"""An ensemble's members on a CPU: side by side in grouped convolutions, or one net after
+the other (``nets.Members``), in one process on the same inputs.
+
+The balanced preset averages four nets (``members=4``). On a GPU they run side by side in
+grouped convolutions, one pass for all four; on a CPU the engine runs them as four nets of
+their own (``engine.SEPARATE_MEMBERS``), from the same weights. This script times both
+ways and checks that they give the same result:
+
+1. **ms per step** of the balanced preset (each way, alternated, ``--repeats`` times, the
+   median): 256x256 grey and colour images denoised (R2R), and a grey image with half of
+   its pixels missing (the hold-out fit); the time between the first and the last
+   progressive snapshot of a short run, so the set-up and the second stage are left out;
+2. **whole runs** of the balanced preset on ``--images`` (bench_cpu_target.py's 256x256
+   grey images, sigma 25), each way: PSNR, steps and seconds. The two ways compute the same
+   functions, so their PSNRs differ only by float rounding along the run.
+
+    python benchmarks/bench_members_cpu.py                         # steps only
+    python benchmarks/bench_members_cpu.py --images sample,moon --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+import napari_dip
+import napari_dip.core.engine as engine
+from napari_dip.core.engine import psnr
+
+from bench_cpu_target import test_image
+
+WAYS = {"grouped": (), "separate": ("cpu",)}
+
+
+def step_ms(image, steps, every, **kw) -> tuple[float, int]:
+    """ms per step between the first and the last progressive snapshot of a run of
+    ``steps`` steps with a snapshot every ``every``; and the parameters."""
+    times = []
+    info = None
+    for snap in napari_dip.iterate(image, preset="balanced", steps=steps, auto_stop=False,
+                                   seed=0, device="cpu", snapshot_every=every, **kw):
+        if not snap.done and snap.step % every == 0 and snap.step <= steps:
+            times.append((snap.step, time.perf_counter()))
+        info = snap.info
+    (s0, t0), (s1, t1) = times[0], times[-1]
+    return (t1 - t0) / (s1 - s0) * 1000.0, info.parameters
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", default="", help="whole runs on these (comma-separated)")
+    ap.add_argument("--steps", type=int, default=60, help="steps of the timed runs")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    every = max(1, args.steps // 6)
+
+    grey, _ = test_image("sample")
+    colour, _ = test_image("astronaut", colour=True)
+    mask = np.random.default_rng(0).random(grey.shape) < 0.5
+    cases = {
+        "grey 256x256, denoise (R2R)": (grey, {}),
+        "colour 256x256, denoise (R2R)": (colour, dict(channel_axis=-1)),
+        "grey 256x256, 50 % missing (hold-out)": (grey, dict(mask=mask)),
+    }
+    steps_rows = []
+    for name, (image, kw) in cases.items():
+        found = {w: [] for w in WAYS}
+        params = {}
+        for _ in range(args.repeats):
+            for way, devices in WAYS.items():
+                engine.SEPARATE_MEMBERS = devices
+                ms, params[way] = step_ms(image, args.steps, every, **kw)
+                found[way].append(ms)
+        row = dict(case=name, **{w: float(np.median(v)) for w, v in found.items()},
+                   all={w: v for w, v in found.items()}, parameters=params)
+        steps_rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    run_rows = []
+    for image_name in [n for n in args.images.split(",") if n]:
+        noisy, clean = test_image(image_name)
+        row = dict(image=image_name)
+        for way, devices in WAYS.items():
+            engine.SEPARATE_MEMBERS = devices
+            t = time.perf_counter()
+            res = napari_dip.restore(noisy, preset="balanced", seed=0, device="cpu")
+            row[way] = dict(psnr=psnr(res.image, clean), steps=res.steps,
+                            seconds=time.perf_counter() - t)
+        run_rows.append(row)
+        print(json.dumps(row), flush=True)
+    engine.SEPARATE_MEMBERS = WAYS["separate"]
+
+    print(f"\nbalanced preset (four members), {platform.processor() or platform.machine()}, "
+          f"{args.threads} CPU threads, torch {torch.__version__}")
+    print(f"{'case':40s} {'grouped ms':>10s} {'separate ms':>11s} {'speed-up':>8s}")
+    for r in steps_rows:
+        print(f"{r['case']:40s} {r['grouped']:10.0f} {r['separate']:11.0f} "
+              f"{r['grouped'] / r['separate']:7.2f}x")
+    if run_rows:
+        print(f"\n{'image':10s} {'grouped dB':>10s} {'s':>6s} {'steps':>5s} | "
+              f"{'separate dB':>11s} {'s':>6s} {'steps':>5s}")
+        for r in run_rows:
+            g, s = r["grouped"], r["separate"]
+            print(f"{r['image']:10s} {g['psnr']:10.2f} {g['seconds']:6.1f} {g['steps']:5d} | "
+                  f"{s['psnr']:11.2f} {s['seconds']:6.1f} {s['steps']:5d}")
+        mean = {w: (np.mean([r[w]["psnr"] for r in run_rows]),
+                    np.mean([r[w]["seconds"] for r in run_rows])) for w in WAYS}
+        print(f"{'mean':10s} {mean['grouped'][0]:10.2f} {mean['grouped'][1]:6.1f} {'':5s} | "
+              f"{mean['separate'][0]:11.2f} {mean['separate'][1]:6.1f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(args=vars(args), torch=torch.__version__, steps=steps_rows,
+                           runs=run_rows), fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -210,12 +210,26 @@ def test_members_as_separate_nets_compute_what_the_grouped_net_computes():
         for p in sep.parameters():
             p.add_(1.0)
     assert all(torch.equal(a, p) for a, p in zip(before, group.parameters()))
-    # 3-D, and the layout attributes the engine reads
-    g3 = SkipNet(cfg.replace(members=2, input_channels=1), 1, nd=3)
+    # the normalisation's statistics are copied member by member too (eval mode uses them)
+    with torch.no_grad():
+        for name, b in group.named_buffers():
+            if b.dim():
+                b.copy_(torch.rand_like(b) + 0.5)
+    group.eval()
+    sep = Members(group).eval()
+    torch.testing.assert_close(sep(z), group(z), rtol=1e-4, atol=1e-5)
+    # other normalisations, 3-D with fewer halvings along one axis, and the layout
+    # attributes the engine reads
+    for norm in ("instance", "none"):
+        g2 = SkipNet(cfg.replace(norm=norm), 2)
+        torch.testing.assert_close(Members(g2)(z), g2(z), rtol=1e-4, atol=1e-5)
+    g3 = SkipNet(cfg.replace(members=2, input_channels=1), 1, nd=3, levels=(1, 2, 2))
     s3 = Members(g3)
-    z3 = torch.rand(1, 2, 8, 8, 8)
+    z3 = torch.rand(1, 2, 4, 8, 8)
     torch.testing.assert_close(s3(z3), g3(z3), rtol=1e-4, atol=1e-5)
     assert (s3.nd, s3.multiples) == (g3.nd, g3.multiples)
+    with pytest.raises(ValueError, match="z: expected a multiple of 2 channels"):
+        s3(torch.rand(1, 3, 4, 8, 8))
     with pytest.raises(ValueError, match="several members"):
         Members(SkipNet(cfg.replace(members=1), 2))
     with pytest.raises(ValueError, match=r"i: expected a member in \[0, 3\)"):
@@ -272,12 +286,19 @@ def test_engine_runs_members_as_separate_nets_on_the_cpu(monkeypatch):
     real = engine.Members
     monkeypatch.setattr(engine, "Members", lambda net: built.append(net) or real(net))
 
-    def first_loss(**extra):
-        return next(iter(napari_dip.iterate(noisy, **dict(kw, **extra)))).loss
+    def losses(**extra):
+        return np.array([s.loss for s in napari_dip.iterate(noisy, **dict(kw, **extra))])
 
-    separate = first_loss()
-    assert len(built) == 1  # the grouped net, made into separate nets
-    assert first_loss(seed=4) != pytest.approx(separate, rel=1e-3)
+    separate = losses()
+    assert len(separate) == 4 and len(built) == 1  # the grouped net, made separate nets
+    assert losses(seed=4)[0] != pytest.approx(separate[0], rel=1e-3)
     monkeypatch.setattr(engine, "SEPARATE_MEMBERS", ())
-    assert first_loss() == pytest.approx(separate, rel=1e-5)
+    grouped = losses()
     assert len(built) == 2  # the seed-4 run; none for the grouped run
+    assert grouped[0] == pytest.approx(separate[0], rel=1e-5)
+    # the training that follows, through the optimiser on the separate nets' weights: the
+    # first update agrees closely (R2R's loss less its target's noise variance lies near
+    # zero: an absolute margin too), later ones within Adam's amplified rounding (the
+    # losses fall by about 0.014 over these steps; weights left untrained would keep them)
+    np.testing.assert_allclose(grouped[:2], separate[:2], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(grouped, separate, atol=3e-4)

@@ -291,7 +291,8 @@ class DIPWidget(Container):
             tooltip="Steps between updates of the layers (and checks of Stop).")
         self.members = SpinBox(
             name="members", label="nets / chains", min=1, max=16,
-            tooltip="Independent networks fitted side by side in one pass: DIP averages "
+            tooltip="Independent networks fitted together (side by side in one pass on a "
+                    "GPU): DIP averages "
                     "them (an ensemble, sharper), SGLD pools their samples (a better mean "
                     "and a better calibrated uncertainty). Costs about this many times the "
                     "time on a CPU, less on a GPU for small images.")

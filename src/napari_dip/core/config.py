@@ -119,8 +119,9 @@ class DIPConfig:
     tile_overlap : int
         Minimum overlap of neighbouring tiles in pixels (32); the blending ramps span it.
     members : int
-        Independent nets fitted together in one batched pass (grouped convolutions). DIP
-        returns the average of their estimates (an ensemble: averaging independent DIP
+        Independent nets fitted together: on a GPU in one batched pass (grouped
+        convolutions), on a CPU one after the other. DIP returns the average of their
+        estimates (an ensemble: averaging independent DIP
         runs gained 0.57 dB in Ulyanov et al.); SGLD runs that many Langevin chains and
         pools their samples. 1 (default) is the papers' single net.
     channels_last : bool
@@ -511,7 +512,9 @@ R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # against 30.42 dB, 8.6 s and 4.6 GiB for the SURE nets. On two CPU cores a step of the
 # four R2R nets costs 0.57 of a step of the four SURE nets (0.74 against 1.30 s at 256x256;
 # bench_speed.py, results/speed_cpu_balanced_r2r.txt), for twice the steps: about 7.5
-# minutes per grey image where the SURE nets took 6.5, when neither stops early. Four
+# minutes per grey image where the SURE nets took 6.5, when neither stops early (with the
+# nets side by side; one after the other, as a CPU now runs them, 1.34x faster a step:
+# benchmarks/bench_members_cpu.py). Four
 # nets 32 wide on grey images too came closer still on a GPU (six grey images at sigma 25:
 # 0.09 dB below BM3D against 0.27 for width 16; `width=32`) but cost 2.9 times as much on
 # the CPU (2.03 against 0.71 s a step; results/speed_cpu_balanced_r2r_w32.txt).

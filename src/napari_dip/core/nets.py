@@ -136,8 +136,12 @@ class SkipNet(nn.Module):
                 if source.dim() == 0:  # BatchNorm's count of batches
                     t.copy_(source)
                 else:  # every tensor's first axis holds the members' blocks in turn
+                    if source.shape != (k * t.shape[0], *t.shape[1:]):
+                        raise RuntimeError(f"{name}: expected {k} members' blocks along "
+                                           f"the first axis, got shape "
+                                           f"{tuple(source.shape)} for {tuple(t.shape)}")
                     t.copy_(source.reshape(k, -1)[i].view_as(t))
-        return one.to(device=next(self.parameters()).device)
+        return one.to(next(self.parameters()))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.body(z)))
@@ -165,6 +169,9 @@ class Members(nn.Module):
         self.nets = nn.ModuleList(grouped.member(i) for i in range(k))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.shape[1] % self.members:
+            raise ValueError(f"z: expected a multiple of {self.members} channels (one block "
+                             f"per member), got {z.shape[1]}")
         return torch.cat([net(part) for net, part in zip(self.nets, z.chunk(self.members, 1))],
                          1)
 

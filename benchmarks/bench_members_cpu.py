@@ -6,12 +6,12 @@ grouped convolutions, one pass for all four; on a CPU the engine runs them as fo
 their own (``engine.SEPARATE_MEMBERS``), from the same weights. This script times both
 ways and prints both results side by side (tests/test_parts.py checks that they agree):
 
-1. **ms per step** of the balanced preset (each way, alternated, ``--repeats`` times, the
-   median): 256x256 grey and colour images denoised (R2R), and a grey image with half of
-   its pixels missing (the hold-out fit); the time between the first and the last
-   progressive snapshot of a short run, so the set-up and the second stage are left out
-   (the checks at those snapshots are in: one every ``--steps`` / 6 steps, where the
-   preset checks every 25 or 50); the order of the two ways alternates between repeats;
+1. **ms per step** of the balanced preset (each way, ``--repeats`` times, the median):
+   256x256 grey and colour images denoised (R2R), and a grey image with half of its
+   pixels missing (the hold-out fit); ``bench_speed.engine_step_time``: the time between
+   the first two snapshots, ``--steps`` apart (the check at the second is in; the preset
+   checks every 25 or 50 steps), so the set-up and the second stage are left out; the
+   order of the two ways alternates between repeats;
 2. **whole runs** of the balanced preset on ``--images`` (bench_cpu_target.py's 256x256
    grey images, sigma 25) and ``--colour-images`` (the same recipe, three channels), each
    way: PSNR, steps and seconds. The two ways compute the same
@@ -35,59 +35,47 @@ import torch
 
 import napari_dip
 import napari_dip.core.engine as engine
+from napari_dip.core.config import make_config
 from napari_dip.core.engine import psnr
 
 from bench_cpu_target import test_image
+from bench_speed import engine_step_time
 
 WAYS = {"grouped": (), "separate": ("cpu",)}
-
-
-def step_ms(image, steps, every, **kw) -> tuple[float, int]:
-    """ms per step between the first and the last progressive snapshot of a run of
-    ``steps`` steps with a snapshot every ``every``; and the parameters."""
-    times = []
-    info = None
-    for snap in napari_dip.iterate(image, preset="balanced", steps=steps, auto_stop=False,
-                                   seed=0, device="cpu", snapshot_every=every, **kw):
-        if not snap.done and snap.step % every == 0 and snap.step <= steps:
-            times.append((snap.step, time.perf_counter()))
-        info = snap.info
-    (s0, t0), (s1, t1) = times[0], times[-1]
-    return (t1 - t0) / (s1 - s0) * 1000.0, info.parameters
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", default="", help="whole runs on these (comma-separated)")
     ap.add_argument("--colour-images", default="", help="whole runs on these, in colour")
-    ap.add_argument("--steps", type=int, default=60,
-                    help="steps of the timed runs (0: no timed runs)")
+    ap.add_argument("--steps", type=int, default=30,
+                    help="steps timed per measurement (0: no timed runs)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    every = max(1, args.steps // 6)
 
     grey, _ = test_image("sample")
     colour, _ = test_image("astronaut", colour=True)
     mask = np.random.default_rng(0).random(grey.shape) < 0.5
-    cases = {
-        "grey 256x256, denoise (R2R)": (grey, {}),
-        "colour 256x256, denoise (R2R)": (colour, dict(channel_axis=-1)),
-        "grey 256x256, 50 % missing (hold-out)": (grey, dict(mask=mask)),
+    cases = {  # image, channel axis, mask
+        "grey 256x256, denoise (R2R)": (grey, None, None),
+        "colour 256x256, denoise (R2R)": (colour, -1, None),
+        "grey 256x256, 50 % missing (hold-out)": (grey, None, mask),
     }
     steps_rows = []
-    for name, (image, kw) in (cases.items() if args.steps > 0 else ()):
+    for name, (image, axis, holes) in (cases.items() if args.steps > 0 else ()):
+        cfg = make_config("dip", "balanced", masked=holes is not None)
         found = {w: [] for w in WAYS}
-        params = {}
         for rep in range(args.repeats):
             for way, devices in list(WAYS.items())[::1 if rep % 2 == 0 else -1]:
                 engine.SEPARATE_MEMBERS = devices
-                ms, params[way] = step_ms(image, args.steps, every, **kw)
+                ms, _, _ = engine_step_time(image, torch.device("cpu"), cfg, args.steps, axis,
+                                            mask=holes)
                 found[way].append(ms)
         row = dict(case=name, **{w: float(np.median(v)) for w, v in found.items()},
-                   all={w: v for w, v in found.items()}, parameters=params)
+                   all={w: v for w, v in found.items()})
         steps_rows.append(row)
         print(json.dumps(row), flush=True)
 

@@ -88,9 +88,10 @@ def original_loop(noisy, clean, dev, steps, warmup):
     return 1000 * float(np.median(times))
 
 
-def engine_step_time(noisy, dev, cfg, steps, channel_axis):
+def engine_step_time(noisy, dev, cfg, steps, channel_axis, **kw):
     """ms per step of the engine, timed between two snapshots (after warm-up), the peak
-    device memory, and the seconds to the first snapshot (compiling and capture included)."""
+    device memory, and the seconds to the first snapshot (compiling and capture included).
+    ``kw`` goes to ``napari_dip.iterate`` (e.g. a mask)."""
     changes = dict(snapshot_every=steps, steps=3 * steps)
     if cfg.method == "sgld":
         changes["burn_in"] = 0  # time the sampling phase
@@ -99,7 +100,8 @@ def engine_step_time(noisy, dev, cfg, steps, channel_axis):
     cfg = cfg.replace(**changes)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    gen = napari_dip.iterate(noisy, config=cfg, device=dev, seed=0, channel_axis=channel_axis)
+    gen = napari_dip.iterate(noisy, config=cfg, device=dev, seed=0, channel_axis=channel_axis,
+                             **kw)
     a = next(gen)
     b = next(gen)
     gen.close()

@@ -513,7 +513,7 @@ R2R_OVERRIDES: dict[str, dict[str, Any]] = _fast_and_balanced(_R2R_FAST)
 # four R2R nets costs 0.57 of a step of the four SURE nets (0.74 against 1.30 s at 256x256;
 # bench_speed.py, results/speed_cpu_balanced_r2r.txt), for twice the steps: about 7.5
 # minutes per grey image where the SURE nets took 6.5, when neither stops early (with the
-# nets side by side; one after the other, as a CPU now runs them, 1.34x faster a step:
+# nets side by side; one after the other, as a CPU now runs them, 1.46x faster a step:
 # benchmarks/bench_members_cpu.py). Four
 # nets 32 wide on grey images too came closer still on a GPU (six grey images at sigma 25:
 # 0.09 dB below BM3D against 0.27 for width 16; `width=32`) but cost 2.9 times as much on

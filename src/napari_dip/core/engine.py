@@ -37,8 +37,8 @@ from .stopping import DRIFT_GATE, DivergenceWatch, Discrepancy, HoldoutWatch, Wi
 COMPILE_BACKENDS: dict[str, str] = {"cuda": "inductor"}
 # Device types on which the members of an ensemble (members > 1) run as nets of their own,
 # one after the other (nets.Members), rather than side by side in grouped convolutions.
-# On two CPU cores a step of the balanced preset's four nets was 1.34x faster that way at
-# 256x256 grey, 1.67x in colour, 1.13x for the hold-out fit (benchmarks/bench_members_cpu.py).
+# On two CPU cores a step of the balanced preset's four nets was 1.46x faster that way at
+# 256x256 grey, 1.70x in colour, 1.21x for the hold-out fit (benchmarks/bench_members_cpu.py).
 SEPARATE_MEMBERS: tuple[str, ...] = ("cpu",)
 # Below this estimated noise variance (a std of 0.1 % of the data range) an image counts as
 # clean, and the discrepancy stop rule gives way to the windowed-variance rule.

@@ -12,7 +12,11 @@ steps done, and BM3D (PyPI ``bm3d``) on the same input in the same run.
 ``--images``: "sample" is the quick start's camera (resized to 256x256 from 512x512, so
 smoother than the classic 256x256 cameraman); the other names are 256x256 centre crops at
 full resolution of scikit-image's images (grey), with the same noise recipe (sigma 25,
-seed 0, clipped and rounded to uint8): images that nothing here was tuned on.
+seed 0, clipped and rounded to uint8): images that nothing here was tuned on. Beyond the
+ten of the README's table, images of other kinds: ``camera``, ``hubble_deep_field`` (a dark
+sky, clipped at 0), ``retina``, ``horse`` (a binary silhouette, clipped at both ends),
+``logo``, ``colorwheel``, ``cell``, ``immunohistochemistry`` and ``shepp_logan_phantom``
+(piecewise constant).
 
 ``--device cuda --mark 5`` runs the same comparison on a GPU (the PSNR after 5 s instead
 of 60 s), e.g. for the SURE variants on the wider nets (``sure-w64``, ``sure-w128``).

@@ -583,9 +583,17 @@ def run(
     def refined(est: torch.Tensor) -> torch.Tensor:
         """The final estimate after the second stage (``refine="wiener"``, see
         core/refine.py): ``refine_blend`` of the net's estimate plus the rest of the noisy
-        image filtered with Wiener gains from it."""
+        image filtered with Wiener gains from it. Where the data are clipped
+        (``arrays.clipped_ends``), the filter takes each clipped value as its expectation
+        beyond the clip given the net's estimate (``arrays.expect_clipped``): on the clipped
+        values themselves it read dark backgrounds too bright and saturated areas too dark,
+        and lost up to 7 dB against the net's estimate on a binary image
+        (benchmarks/RESULTS.md, "Clipped data in the second stage")."""
+        ends = arrays.clipped_ends(prep.data, prep.known)
         if sure_var is not None:
             var = sure_var
+        elif any(ends):  # the plain estimate reads low on clipped data
+            var = arrays.clipped_noise_variance(prep.data, prep.known)
         else:
             var = arrays.noise_variance(prep.data, prep.known)
         if not var > MIN_NOISE_VARIANCE:
@@ -595,7 +603,16 @@ def run(
         std = float(np.sqrt(var))
         share = refine_share(std) if cfg.refine_blend is None else cfg.refine_blend
         pilot = est[0][crop].float()
-        data = torch.from_numpy(np.ascontiguousarray(prep.data)).to(device, torch.float32)
+        data_np, clip_note = prep.data, ""
+        if any(ends):  # clipped values as they would average unclipped, given the pilot
+            data_np = arrays.expect_clipped(prep.data, pilot.cpu().numpy(), std, low=ends[0],
+                                            high=ends[1], known=prep.known)
+            moved = float(np.mean(data_np != prep.data))
+            clip_note = (f"; the clipped values ({100 * moved:.3g} % of the data, at its "
+                         + " and ".join(e for e, f in zip(("minimum", "maximum"), ends) if f)
+                         + ") taken as their expectation beyond the clip given the net's "
+                         "estimate")
+        data = torch.from_numpy(np.ascontiguousarray(data_np)).to(device, torch.float32)
         known = None
         if prep.known is not None:  # the gaps keep the net's estimate, which fills them in
             known = torch.from_numpy(np.ascontiguousarray(prep.known)).to(device) > 0
@@ -615,6 +632,7 @@ def run(
             f"refine: Wiener filter on stacks of similar patches with gains from the net's "
             f"estimate (noise std {std:.3g} estimated from the image"
             f"{'; known pixels only, the gaps keep the estimate' if known is not None else ''}"
+            f"{clip_note}"
             + (f"; {hard:.3g} of the filtered image with gains from a hard-thresholding "
                f"estimate instead" if hard > 0 else "")
             + f"); result {1 - share:.3g} x filtered + {share:.3g} x the net's estimate"

@@ -6,7 +6,9 @@ of BM3D does with its own first estimate (Dabov, Foi, Katkovnik and Egiazarian, 
 denoising by sparse 3-D transform-domain collaborative filtering", IEEE TIP 2007):
 
 1. for reference patches on a grid (every ``stride`` pixels), find the ``group`` patches of
-   the pilot most like it within ``radius`` pixels (sum of squared differences);
+   the pilot most like it within ``radius`` pixels (sum of squared differences; the
+   reference patch itself first, also where others tie with it, as in flat or saturated
+   areas);
 2. stack those patches of the noisy image and of the pilot, and transform each stack with an
    orthonormal 2-D DCT over the patch and a 1-D DCT along the stack;
 3. keep each coefficient of the noisy stack in the proportion p^2 / (p^2 + sigma^2), where p
@@ -183,6 +185,9 @@ def _refine_plane(y: torch.Tensor, p: torch.Tensor, *, sigma: float, patch: int,
         outside = ((ri[None] + cand_dy < 0) | (ri[None] + cand_dy > hc - k)
                    | (rj[None] + cand_dx < 0) | (rj[None] + cand_dx > n_cols - 1))
         dist.masked_fill_(outside, float("inf"))
+        # every reference patch heads its own stack, also where others tie with it (flat,
+        # saturated or constant areas), so that every pixel is covered
+        dist[r * (2 * r + 1) + r] = -1.0
         pick = torch.topk(dist, group, dim=0, largest=False).indices  # (group, refs)
         ti = ri[None] + offsets[pick // (2 * r + 1)]
         tj = rj[None] + offsets[pick % (2 * r + 1)]

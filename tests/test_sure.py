@@ -206,6 +206,11 @@ def test_clipped_ends_noise_and_imputation_on_clipped_gaussian_noise():
     levels = np.rint(100 + 40 * clean + rng.normal(0, 0.8, clean.shape))
     assert clipped_ends(levels) == (False, False)
     assert clipped_ends(np.clip(levels, 101, None)) == (True, False)
+    # low noise, quantised: the lowest level holds many values, but fewer than the next
+    # level up (one grey level apart, more than 1/256 of this narrow range)
+    quiet = np.rint(100 + rng.normal(0, 0.5, clean.shape))
+    lowest = np.count_nonzero(quiet == quiet.min())
+    assert lowest > 1e-3 * quiet.size and clipped_ends(quiet) == (False, False)
     assert np.array_equal(impute_clipped(clipped, 0.0, low=True, high=True), clipped)
     # the plain estimate reads low on clipped data; away from the clipped ends it does not
     assert np.sqrt(noise_variance(clipped)) < 0.17

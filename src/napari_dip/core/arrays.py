@@ -291,14 +291,18 @@ def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
     """Whether the values of an engine-layout image pile up at its minimum and at its
     maximum (clipped or saturated data): more than ``min_fraction`` of the known values
     (and more than 8) equal to the extreme, and more than twice as many as lie within
-    1/256 of the value range beside it. Unclipped noisy data hold each extreme once, or
+    1/256 of the value range beside it, or within the next value present (the next grey
+    level of quantised data). Unclipped noisy data hold each extreme once, or
     (quantised) fewer than the levels next to it."""
     vals = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
     if vals.size == 0 or vals.min() >= vals.max():  # nothing, or one value: no clip to tell
         return False, False
     limit = max(min_fraction * vals.size, 8)
     lo, hi = float(vals.min()), float(vals.max())
-    step = (hi - lo) / 256.0  # the next grey level of 8-bit data, a band of others'
+    step = (hi - lo) / 256.0  # a band of the value range beside each end, and at least
+    # the next value present there (the next grey level of quantised data)
+    step_lo = max(step, float(vals[vals > lo].min()) - lo)
+    step_hi = max(step, hi - float(vals[vals < hi].max()))
 
     def piled(at_end: int, beside: int) -> bool:
         # a clip gathers the whole tail at the end: far more values than just beside it,
@@ -306,9 +310,9 @@ def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
         return at_end > limit and at_end > 2 * beside
 
     low = piled(np.count_nonzero(vals <= lo),
-                np.count_nonzero((vals > lo) & (vals <= lo + step)))
+                np.count_nonzero((vals > lo) & (vals <= lo + step_lo)))
     high = piled(np.count_nonzero(vals >= hi),
-                 np.count_nonzero((vals < hi) & (vals >= hi - step)))
+                 np.count_nonzero((vals < hi) & (vals >= hi - step_hi)))
     return bool(low), bool(high)
 
 
@@ -431,29 +435,31 @@ def expect_clipped(data: np.ndarray, estimate: np.ndarray, sigma: float, *, low:
     a linear filter of the result is not pulled inwards near the clipped ends as it is on
     the clipped data (a dark background read some 0.4 ``sigma`` too bright), and no noise
     is drawn: the same input gives the same output. Unclipped values and pixels outside
-    ``known`` are kept."""
+    ``known`` are kept. Float data keep their dtype; integers come back as float32."""
     from scipy.special import log_ndtr
 
-    out = data.astype(np.float64, copy=True)
+    out = data.astype(np.result_type(data.dtype, np.float32), copy=True)
     if not sigma > 0 or not (low or high):
-        return out.astype(data.dtype, copy=False)
+        return out
     inside = np.ones(data.shape, bool) if known is None else np.broadcast_to(known > 0,
                                                                               data.shape)
     vals = data[inside]
     if vals.size == 0:
-        return out.astype(data.dtype, copy=False)
+        return out
     lo, hi = float(vals.min()), float(vals.max())
-    mu_all = np.broadcast_to(estimate, data.shape).astype(np.float64)
+    if lo >= hi:  # one value: no clip to tell
+        return out
+    mu_all = np.broadcast_to(estimate, data.shape)
     log_pdf = lambda t: -0.5 * t * t - 0.5 * np.log(2.0 * np.pi)  # noqa: E731
     for flag, at, below in ((low, lo, True), (high, hi, False)):
         if not flag:
             continue
         sel = inside & ((data <= at) if below else (data >= at))
-        mu = mu_all[sel]
+        mu = mu_all[sel].astype(np.float64)
         if below:  # E[v | v <= at] = mu - sigma pdf(a) / cdf(a), a = (at - mu) / sigma
             a = (at - mu) / sigma
             out[sel] = np.minimum(mu - sigma * np.exp(log_pdf(a) - log_ndtr(a)), at)
         else:  # E[v | v >= at] = mu + sigma pdf(b) / cdf(-b), b = (at - mu) / sigma
             b = (at - mu) / sigma
             out[sel] = np.maximum(mu + sigma * np.exp(log_pdf(b) - log_ndtr(-b)), at)
-    return out.astype(data.dtype, copy=False)
+    return out

@@ -584,12 +584,15 @@ def run(
         """The final estimate after the second stage (``refine="wiener"``, see
         core/refine.py): ``refine_blend`` of the net's estimate plus the rest of the noisy
         image filtered with Wiener gains from it. Where the data are clipped
-        (``arrays.clipped_ends``), the filter takes each clipped value as its expectation
-        beyond the clip given the net's estimate (``arrays.expect_clipped``): on the clipped
+        (``arrays.clipped_ends``; unless ``sure_clipping="off"``), the filter takes each
+        clipped value as its expectation beyond the clip given the net's estimate
+        (``arrays.expect_clipped``), and the noise level is read away from the clipped
+        ends (``arrays.clipped_noise_variance``) where the loss has not read it: on the clipped
         values themselves it read dark backgrounds too bright and saturated areas too dark,
         and lost up to 7 dB against the net's estimate on a binary image
         (benchmarks/RESULTS.md, "Clipped data in the second stage")."""
-        ends = arrays.clipped_ends(prep.data, prep.known)
+        ends = (arrays.clipped_ends(prep.data, prep.known) if cfg.sure_clipping == "impute"
+                else (False, False))
         if sure_var is not None:
             var = sure_var
         elif any(ends):  # the plain estimate reads low on clipped data
@@ -607,7 +610,10 @@ def run(
         if any(ends):  # clipped values as they would average unclipped, given the pilot
             data_np = arrays.expect_clipped(prep.data, pilot.cpu().numpy(), std, low=ends[0],
                                             high=ends[1], known=prep.known)
-            moved = float(np.mean(data_np != prep.data))
+            seen = (np.ones(prep.data.shape, bool) if prep.known is None
+                    else np.broadcast_to(prep.known > 0, prep.data.shape))
+            moved = float(np.count_nonzero((data_np != prep.data) & seen)) / max(
+                int(np.count_nonzero(seen)), 1)
             clip_note = (f"; the clipped values ({100 * moved:.3g} % of the data, at its "
                          + " and ".join(e for e, f in zip(("minimum", "maximum"), ends) if f)
                          + ") taken as their expectation beyond the clip given the net's "

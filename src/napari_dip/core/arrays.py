@@ -344,6 +344,23 @@ def _unclipped_blocks(data: np.ndarray, known: np.ndarray | None = None,
     return d[keep], m[keep]
 
 
+def clip_summary(data: np.ndarray, ends: tuple[bool, bool],
+                 known: np.ndarray | None = None) -> tuple[float, str]:
+    """The share of the known values that sit at the clipped ends ``ends`` (from
+    :func:`clipped_ends`) of an engine-layout image, and those ends in words ("minimum",
+    "maximum" or "minimum and maximum"), for the run's notes."""
+    vals = data if known is None else data[np.broadcast_to(known, data.shape) > 0]
+    if vals.size == 0:
+        return 0.0, ""
+    at = np.zeros(vals.shape, bool)
+    if ends[0]:
+        at |= vals <= vals.min()
+    if ends[1]:
+        at |= vals >= vals.max()
+    words = " and ".join(e for e, f in zip(("minimum", "maximum"), ends) if f)
+    return float(at.mean()), words
+
+
 def clipped_noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
     """:func:`noise_variance` for data that may be clipped at their minimum or maximum
     (:func:`clipped_ends`): only blocks whose mean lies more than two noise standard

@@ -360,9 +360,7 @@ def run(
                 if cfg.auto_stop else f"runs its {cfg.steps} steps (auto_stop off)"))
     if own:
         if any(clip_ends):
-            ends = " and ".join(e for e, f in zip(("minimum", "maximum"), clip_ends) if f)
-            lo_hi = [prep.data <= prep.data.min(), prep.data >= prep.data.max()]
-            share = np.mean(np.any([c for c, f in zip(lo_hi, clip_ends) if f], axis=0))
+            share, ends = arrays.clip_summary(prep.data, clip_ends)
             info.notes.append(
                 f"loss: {cfg.loss.upper()}: {share * 100:.1f} % of the values sit at the "
                 f"data's {ends} (clipped); they are replaced by noise draws beyond the clip "
@@ -591,8 +589,12 @@ def run(
         values themselves it read dark backgrounds too bright and saturated areas too dark,
         and lost up to 7 dB against the net's estimate on a binary image
         (benchmarks/RESULTS.md, "Clipped data in the second stage")."""
-        ends = (arrays.clipped_ends(prep.data, prep.known) if cfg.sure_clipping == "impute"
-                else (False, False))
+        if own:  # read at the start, with the noise level (sure_var)
+            ends = clip_ends
+        elif cfg.sure_clipping == "impute":
+            ends = arrays.clipped_ends(prep.data, prep.known)
+        else:
+            ends = (False, False)
         if sure_var is not None:
             var = sure_var
         elif any(ends):  # the plain estimate reads low on clipped data
@@ -610,14 +612,10 @@ def run(
         if any(ends):  # clipped values as they would average unclipped, given the pilot
             data_np = arrays.expect_clipped(prep.data, pilot.cpu().numpy(), std, low=ends[0],
                                             high=ends[1], known=prep.known)
-            seen = (np.ones(prep.data.shape, bool) if prep.known is None
-                    else np.broadcast_to(prep.known > 0, prep.data.shape))
-            moved = float(np.count_nonzero((data_np != prep.data) & seen)) / max(
-                int(np.count_nonzero(seen)), 1)
-            clip_note = (f"; the clipped values ({100 * moved:.3g} % of the data, at its "
-                         + " and ".join(e for e, f in zip(("minimum", "maximum"), ends) if f)
-                         + ") taken as their expectation beyond the clip given the net's "
-                         "estimate")
+            at_ends, words = arrays.clip_summary(prep.data, ends, prep.known)
+            clip_note = (f"; the clipped values ({100 * at_ends:.3g} % of the data, at its "
+                         f"{words}) taken as their expectation beyond the clip given the "
+                         f"net's estimate")
         data = torch.from_numpy(np.ascontiguousarray(data_np)).to(device, torch.float32)
         known = None
         if prep.known is not None:  # the gaps keep the net's estimate, which fills them in

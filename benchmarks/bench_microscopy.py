@@ -19,10 +19,15 @@ Methods, all scored on ``(estimate - offset) / (gain * peak)`` against the clean
 (PSNR with data range 1, SSIM):
 
 noisy          the observation itself;
-dip_gauss      ``napari_dip.restore(y, preset, seed=0)``: DIP with its Gaussian (squared
-               error) data term on the raw data, the estimate its stop rule returns; the
-               "oracle" column is the best snapshot (every ``snapshot_every`` steps) of
-               the same run against the ground truth, i.e. a perfect stop rule;
+dip_gauss      ``napari_dip.restore(y, preset, seed=0, noise_model="gaussian")``: DIP
+               on the raw data, the estimate its stop rule returns (the presets' R2R
+               reads the noise growing with the signal and falls back to the papers'
+               squared error; ``--options sure_max_trend=0`` keeps R2R); the "oracle"
+               column is the best snapshot (every ``snapshot_every`` steps) of the same
+               run against the ground truth, i.e. a perfect stop rule;
+dip_auto       the same with the default ``noise_model="auto"``: what a run on the raw
+               counts returns (the presets stabilise such data themselves, with gain and
+               read noise estimated and the camera offset not given);
 dip_gat        the generalized Anscombe transformation with gain and read noise estimated
                from y (``napari_dip.core.noise.stabilise``, camera offset known), DIP, and
                the closed-form unbiased inverse (``unstabilise``);
@@ -106,21 +111,28 @@ def dip(img: np.ndarray, args, score, noise_model: str = "gaussian"
     """DIP with the preset's stop rule. ``score(image)`` gives the PSNR of a snapshot in
     the caller's terms: the best of the snapshots and the returned estimate is the
     oracle (what a perfect stop rule within the steps run would return), at no extra
-    cost."""
+    cost. ``noise_model``: "gaussian" for the raw data, "poisson-gaussian" for data
+    stabilised by the caller (the run gets the configuration that ``noise_model=`` would
+    give it, on the data as they are), "auto" for the raw data as a default run sees
+    them (the run stabilises them itself where it reads the noise growing with the
+    signal)."""
     import napari_dip
     from napari_dip.core.config import for_noise_model, make_config
 
-    # data stabilised here get the configuration that noise_model= would give them
-    cfg, _ = for_noise_model(make_config("dip", args.preset, steps=args.steps,
-                                         **args.options), noise_model)
+    cfg = make_config("dip", args.preset, steps=args.steps, **args.options)
+    if noise_model != "auto":
+        cfg, _ = for_noise_model(cfg, noise_model)
     best, snap = (-np.inf, None), None
-    for snap in napari_dip.iterate(img, config=cfg, seed=args.seed, device=args.device):
+    for snap in napari_dip.iterate(img, config=cfg, seed=args.seed, device=args.device,
+                                   noise_model="auto" if noise_model == "auto" else "gaussian"):
         p = score(snap.image)
         if p > best[0]:
             best = (p, snap.best_step if snap.done and snap.best_step else snap.step)
     assert snap is not None and snap.done
     return snap.image, {"steps": snap.step, "best_step": snap.best_step,
                         "loss": snap.info.config.loss,
+                        "model": ("stabilised" if noise_model == "poisson-gaussian" else
+                                  (snap.info.noise or {}).get("model", "gaussian")),
                         "stop_reason": snap.stop_reason, "psnr_oracle": float(best[0]),
                         "oracle_step": best[1]}
 
@@ -141,7 +153,7 @@ def have_bm3d() -> str | None:
 
 # ----------------------------------------------------------------------------- run
 COLS = [("image", 7), ("peak", 5), ("method", 14), ("psnr", 7), ("ssim", 6), ("oracle", 12),
-        ("gain", 6), ("sigma", 6), ("steps", 9), ("sec", 6)]
+        ("gain", 6), ("sigma", 6), ("steps", 9), ("loss", 18), ("sec", 6)]
 
 
 def fmt_row(r: dict) -> str:
@@ -154,8 +166,9 @@ def fmt_row(r: dict) -> str:
     oracle = "-"
     if r.get("psnr_oracle") is not None:
         oracle = f"{r['psnr_oracle']:.2f}@{r['oracle_step']}"
+    loss = "-" if r.get("loss") is None else f"{r['loss']} ({r.get('model', 'gaussian')})"
     vals = [r["image"], f"{r['peak']:g}", r["method"], f(r.get("psnr")), f(r.get("ssim"), 3),
-            oracle, f(r.get("gain")), f(r.get("sigma")), steps, f(r.get("seconds"), 1)]
+            oracle, f(r.get("gain")), f(r.get("sigma")), steps, loss, f(r.get("seconds"), 1)]
     return " ".join(f"{str(v):>{w}}" for v, (_, w) in zip(vals, COLS))
 
 
@@ -194,6 +207,10 @@ def run_case(name: str, clean: np.ndarray, peak: float, args, bm3d_err, rows: li
     t0 = time.perf_counter()
     est, info = dip(y, args, psnr_of(lambda a: a))
     add("dip_gauss", est, t0, **info)
+    # DIP as a default run (noise_model="auto") sees the raw data
+    t0 = time.perf_counter()
+    est, info = dip(y, args, psnr_of(lambda a: a), noise_model="auto")
+    add("dip_auto", est, t0, **info)
     # DIP on the stabilised data
     t0 = time.perf_counter()
     est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)),

@@ -2,10 +2,12 @@
 
 ``napari_dip.core.arrays.noise_trend``: the noise variance of the brighter half of an
 image's 2x2 blocks over that of the darker half (clipped blocks left out). The presets run
-SURE only below ``sure_max_trend`` (1.5). Prints the reading for:
+R2R or SURE on the raw values only below ``sure_max_trend`` (1.5); above it the default
+``noise_model="auto"`` stabilises the image first. Prints the reading for:
 
-- the CPU time-budget images (``bench_cpu_target.py``: uint8, clipped noise) and the
-  quality benchmark's images (``bench_quality.py``: float, unclipped), sigma 15/25/50;
+- the CPU time-budget images (``bench_cpu_target.py``: uint8, clipped noise; its ten
+  grey images and nine of other kinds that nothing was tuned on) and the quality
+  benchmark's images (``bench_quality.py``: float, unclipped), sigma 15/25/50;
 - the microscopy benchmark's images (``bench_microscopy.py``) at several photon counts,
   raw and after the generalized Anscombe transformation.
 
@@ -24,6 +26,11 @@ from napari_dip.core.config import SURE_OVERRIDES
 from napari_dip.core.noise import stabilise
 
 
+# images of other kinds (a dark sky, a binary silhouette, a logo, a phantom, ...)
+OTHER_KINDS = ("camera", "hubble_deep_field", "retina", "horse", "logo", "colorwheel", "cell",
+               "immunohistochemistry", "shepp_logan_phantom")
+
+
 def reading(img, channel_axis=None) -> float:
     prep = arrays.prepare(np.asarray(img, np.float32), channel_axis=channel_axis)
     return arrays.noise_trend(prep.data)
@@ -33,7 +40,8 @@ def main():
     limit = SURE_OVERRIDES["fast"]["sure_max_trend"]
     rows = []
     for sigma in (15, 25, 50):
-        for name in ("sample", "moon", "coins", "astronaut", "coffee", "chelsea"):
+        for name in ("sample", "moon", "coins", "astronaut", "coffee", "chelsea", "brick",
+                     "grass", "gravel", "clock", *OTHER_KINDS):
             rows.append(("gaussian", f"{name} uint8 s{sigma}",
                          reading(test_image(name, sigma=sigma)[0])))
         for name in DEFAULT_IMAGES[:8]:

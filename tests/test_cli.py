@@ -350,5 +350,28 @@ def test_poisson_gaussian_noise_model(tmp_path, capsys):
     restored = tifffile.imread(out / "cells_dip.tif")
     assert restored.dtype == np.uint16 and abs(float(restored.mean()) - raw.mean()) < 10
     capsys.readouterr()
-    assert main([str(src), "-o", str(tmp_path / "o2"), *FAST, "--gain", "2"]) == 2
+    assert main([str(src), "-o", str(tmp_path / "o2"), *FAST, "--noise-model", "gaussian",
+                 "--gain", "2"]) == 2
     assert "--gain" in capsys.readouterr().err
+
+
+def test_photon_counts_are_stabilised_by_default(tmp_path):
+    """The default noise model ("auto") reads shot noise in a file and stabilises it;
+    ``--noise-model gaussian`` keeps the raw values."""
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0.0, 1.0, 48), (48, 1))
+    raw = (100 + 2 * rng.poisson(100 * ramp) + rng.normal(0, 3, ramp.shape)).astype(np.uint16)
+    src = tmp_path / "counts.tif"
+    tifffile.imwrite(src, raw, photometric="minisblack")
+    assert main([str(src), "-o", str(tmp_path / "auto"), *FAST]) == 0
+    side = json.loads((tmp_path / "auto" / "counts_dip.json").read_text())
+    assert side["run"]["noise_model"] == "auto"
+    assert side["noise_model"]["model"] == "poisson-gaussian"
+    assert sorted(side["noise_model"]["estimated"]) == ["gain", "offset", "sigma"]
+    assert any("chose 'poisson-gaussian'" in n for n in side["notes"])
+    assert side["config"]["loss"] == "r2r"
+    assert main([str(src), "-o", str(tmp_path / "gauss"), *FAST, "--noise-model",
+                 "gaussian"]) == 0
+    side = json.loads((tmp_path / "gauss" / "counts_dip.json").read_text())
+    assert side["run"]["noise_model"] == "gaussian" and "noise_model" not in side
+    assert tifffile.imread(src).tolist() == raw.tolist()  # the input is left as it was

@@ -366,3 +366,12 @@ def test_images_with_a_noise_model_go_to_one_worker_whole():
     assert tiles_wanted(cfg, (64, 64), {"noise_model": "gaussian"})
     assert not tiles_wanted(cfg, (64, 64), {"noise_model": "poisson-gaussian"})
     assert not tiles_wanted(cfg, (32, 32))
+    # the default model decides on the image itself, as the run will
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0.0, 1.0, 64), (64, 1))
+    counts = 100 + 2.0 * rng.poisson(100 * ramp) + rng.normal(0, 3, ramp.shape)
+    gauss = ramp + rng.normal(0, 0.1, ramp.shape)
+    assert not tiles_wanted(cfg, (64, 64), {}, image=counts)
+    assert tiles_wanted(cfg, (64, 64), {}, image=gauss)
+    assert tiles_wanted(cfg, (64, 64), {"noise_model": "gaussian"}, image=counts)
+    assert not tiles_wanted(cfg, (64, 64), {"gain": 2.0})  # given parameters: stabilised

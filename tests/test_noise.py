@@ -190,6 +190,26 @@ def test_stabilise_fits_only_the_missing_parameter():
     assert st.gain == pytest.approx(2.0, rel=0.2)
 
 
+def test_an_unknown_offset_is_the_dark_level():
+    """offset=None: the dark level stands in for the camera offset. The transformation is
+    the same whatever the split of the intercept; the inverse's floor sits near the true
+    offset instead of below it, where all of the intercept is taken as read noise."""
+    rng = np.random.default_rng(6)
+    x = synthetic_clean(128) * 30.0
+    x[:40, :40] = 0.0  # a dark background, no photons
+    y = 100.0 + 2.0 * rng.poisson(x) + rng.normal(0.0, 3.0, x.shape)
+    t, st = stabilise(y, "poisson-gaussian", offset=None)
+    assert st.estimated == ("offset", "gain", "sigma")
+    assert st.offset == pytest.approx(100.0, abs=1.5) and st.sigma == pytest.approx(3.0, rel=0.2)
+    t0, st0 = stabilise(y, "poisson-gaussian")  # the offset taken as 0
+    np.testing.assert_allclose(t, t0, atol=1e-9)
+    assert st0.offset < 97.0  # all of the intercept as read noise: the floor lies low
+    low = np.full((4, 4), -1.0)  # an estimate below any count: back at the floor
+    assert unstabilise(low, st).min() == pytest.approx(st.offset)
+    with pytest.raises(ValueError, match="offset"):
+        stabilise(y, "poisson-gaussian", sigma=3.0, offset=None)
+
+
 def test_variance_maps_by_the_delta_method():
     state = NoiseState("poisson-gaussian", gain=2.0, sigma=3.0)
     t = np.array([[5.0, 10.0], [20.0, 40.0]])

@@ -243,7 +243,7 @@ def test_poisson_gaussian_noise_model_maps_back_to_the_image_units():
     assert res.metadata()["noise_model"] == {"model": "poisson-gaussian", "gain": 2.0,
                                              "sigma": 3.0, "offset": 0.0, "estimated": []}
     est = restore(raw, preset="fast", width=8, steps=5, seed=0, noise_model="poisson-gaussian")
-    assert sorted(est.metadata()["noise_model"]["estimated"]) == ["gain", "sigma"]
+    assert sorted(est.metadata()["noise_model"]["estimated"]) == ["gain", "offset", "sigma"]
     sg = restore(raw.astype(np.uint16), method="sgld", preset="fast", width=8, steps=30, seed=0,
                  noise_model="poisson-gaussian", gain=2.0, read_noise=3.0)
     assert sg.image.dtype == np.uint16 and (sg.variance > 0).all()
@@ -271,7 +271,7 @@ def test_poisson_gaussian_on_a_volume_with_channels_and_with_a_mask():
     res = restore(vol, channel_axis=-1, noise_model="poisson-gaussian", preset="fast",
                   steps=3, width=8, seed=0)
     assert res.image.shape == vol.shape
-    assert sorted(res.metadata()["noise_model"]["estimated"]) == ["gain", "sigma"]
+    assert sorted(res.metadata()["noise_model"]["estimated"]) == ["gain", "offset", "sigma"]
     mask = rng.random((6, 24, 24)) < 0.2
     with pytest.raises(ValueError, match="read_noise"):  # the estimate cannot skip holes
         iterate(vol[..., 0], mask=mask, noise_model="poisson-gaussian", steps=2)

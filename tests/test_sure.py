@@ -174,11 +174,17 @@ def test_shot_noise_falls_back_to_the_papers_loss(camera_crop):
     rng = np.random.default_rng(0)
     counts = 100 + 2.0 * rng.poisson(100 * camera_crop) + rng.normal(0, 3, camera_crop.shape)
     counts = counts.astype(np.float32)
-    res = restore(counts, steps=10, **KW)
+    res = restore(counts, steps=10, noise_model="gaussian", **KW)
     assert res.info.config.loss == "mse"
     assert any("noise variance grows with the signal" in n for n in res.info.notes)
-    # the check off: SURE whatever the noise
-    assert restore(counts, steps=5, sure_max_trend=0.0, **KW).info.config.loss == "sure"
+    # the default noise model stabilises such data, and SURE is not used on them either
+    res = restore(counts, steps=5, **KW)
+    assert res.info.config.loss == "mse" and res.info.noise["model"] == "poisson-gaussian"
+    assert "noise_model='auto' chose 'poisson-gaussian'" in res.info.notes[0]
+    assert any("noise model other than 'gaussian'" in n for n in res.info.notes)
+    # the check off: SURE whatever the noise, on the raw values
+    res = restore(counts, steps=5, sure_max_trend=0.0, **KW)
+    assert res.info.config.loss == "sure" and res.info.noise is None
     # the presets do not use SURE on the variance-stabilised data either
     res = restore(counts, steps=5, noise_model="poisson-gaussian", **KW)
     assert res.info.config.loss == "mse"

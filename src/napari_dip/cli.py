@@ -192,11 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "between its convolutions; steps are 1.4-1.7x faster after about a "
                           "minute of compiling per image size (worth it for a batch of "
                           "same-size images; the same as --option compile=true)")
-    run.add_argument("--noise-model", choices=("gaussian", "poisson-gaussian"),
-                     default="gaussian",
+    run.add_argument("--noise-model", choices=("auto", "gaussian", "poisson-gaussian"),
+                     default="auto",
                      help="poisson-gaussian: photon-counting data (e.g. fluorescence); the "
                           "image is variance-stabilised (generalized Anscombe) before the "
-                          "fit and mapped back after it (default: gaussian)")
+                          "fit and mapped back after it. auto (default): poisson-gaussian "
+                          "where --gain or --read-noise is given, or where a denoising run "
+                          "of the fast or balanced preset finds the noise growing with the "
+                          "signal; gaussian otherwise")
     run.add_argument("--gain", type=_positive_float, metavar="G",
                      help="poisson-gaussian: detector gain in image units per photon "
                           "(default: estimated from each image)")
@@ -331,11 +334,14 @@ class Settings:
 
 
 def _noise_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of the noise model (none for the default Gaussian model)."""
+    """Keyword arguments of the noise model (none for the default, "auto", with no
+    detector parameters)."""
     if args.noise_model == "gaussian":
         if args.gain is not None or args.read_noise is not None:
             raise UsageError("--gain/--read-noise: only used with --noise-model "
-                             "poisson-gaussian")
+                             "poisson-gaussian or auto")
+        return {"noise_model": "gaussian"}
+    if args.noise_model == "auto" and args.gain is None and args.read_noise is None:
         return {}
     return {"noise_model": args.noise_model, "gain": args.gain, "read_noise": args.read_noise}
 
@@ -755,7 +761,7 @@ def _write_job(prep: PreparedJob, finals: Sequence[Any], settings: Settings,
             "output_dtype": settings.output_dtype,
             "keep_known": settings.keep_known,
             "memory_budget_gib": settings.memory_budget,
-            "noise_model": settings.noise.get("noise_model", "gaussian"),
+            "noise_model": settings.noise.get("noise_model", "auto"),
             "layout": layout.describe(),
             "items": layout.n_items,
             "item_shape": list(layout.item_shape),

@@ -497,15 +497,32 @@ def _tile_task(payload: dict[str, Any]) -> ItemResult:
 # ---------------------------------------------------------------------------------------
 # tiles: cut on the client, restored on the workers, blended on the client
 # ---------------------------------------------------------------------------------------
-def tiles_wanted(cfg: Any, spatial: Sequence[int], kwargs: dict[str, Any] | None = None) -> bool:
+def tiles_wanted(cfg: Any, spatial: Sequence[int], kwargs: dict[str, Any] | None = None,
+                 image: Any = None) -> bool:
     """Whether an image of this spatial shape is cut into tiles on the client
     (``cfg.tile_size`` set and smaller than the image). An image with a noise model other
     than Gaussian goes to one worker whole (its transformation needs the whole image; the
-    worker still tiles it itself)."""
-    if kwargs and kwargs.get("noise_model", "gaussian") != "gaussian":
-        return False
+    worker still tiles it itself). With ``noise_model="auto"`` (the default) the choice is
+    made here as the run will make it (:func:`napari_dip.core.api.choose_noise_model`),
+    on ``image`` (with the ``mask`` and ``channel_axis`` of ``kwargs``); without
+    ``image``, only a given gain or read noise counts."""
     size = int(getattr(cfg, "tile_size", 0) or 0)
-    return size > 0 and size < max(spatial)
+    if not 0 < size < max(spatial):
+        return False
+    kwargs = kwargs or {}
+    model = kwargs.get("noise_model", "auto")
+    if model == "auto":
+        from .core import arrays
+        from .core.api import choose_noise_model
+
+        gain, read_noise = kwargs.get("gain"), kwargs.get("read_noise")
+        if image is None:
+            model = "gaussian" if gain is None and read_noise is None else "poisson-gaussian"
+        else:
+            prep = arrays.prepare(image, mask=kwargs.get("mask"),
+                                  channel_axis=kwargs.get("channel_axis"))
+            model, _ = choose_noise_model(prep, cfg, model, gain, read_noise)
+    return model == "gaussian"
 
 
 class TiledImage:
@@ -851,7 +868,7 @@ def restore_as_completed(
             spatial = _spatial_shape(data, kw.get("channel_axis"))
             token = (i, seeds[i], cfg.to_dict(), np.asarray(data), mask_list[i], kw)
             check_item(data, {**kw, "config": cfg, "mask": mask_list[i], "seed": seeds[i]})
-            if tiles_wanted(cfg, spatial, kw):
+            if tiles_wanted(cfg, spatial, {**kw, "mask": mask_list[i]}, image=data):
                 state.tiled = TiledImage(
                     data, cfg, mask=mask_list[i], channel_axis=kw.get("channel_axis"),
                     reference=kw.get("reference"), seed=seeds[i],
@@ -1095,7 +1112,7 @@ def _run_cli_jobs(conn: Connection, jobs: list[Any], settings: Any,
                     kwargs = cli._item_kwargs(prep, index, settings)
                     kwargs["device"] = conn.device
                     spatial = _spatial_shape(item, kwargs.get("channel_axis"))
-                    if tiles_wanted(settings.cfg, spatial, kwargs):
+                    if tiles_wanted(settings.cfg, spatial, kwargs, image=item):
                         tiled = TiledImage(
                             item, settings.cfg, mask=kwargs.get("mask"),
                             channel_axis=kwargs.get("channel_axis"),

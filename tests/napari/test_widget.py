@@ -363,9 +363,11 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     assert res.data.shape == (32, 32) and res.data.dtype == np.uint16
     assert (viewer.layers["counts [SGLD std]"].data > 0).all()
     # back to the defaults: nothing extra is passed
-    configure(dock, method="dip", noise_model="gaussian")
+    configure(dock, method="dip", noise_model="auto")
     opts = dock.run_options()
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
+    configure(dock, noise_model="gaussian")  # a choice other than the default is passed
+    assert dock.run_options()["noise_model"] == "gaussian"
 
 
 def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock):

@@ -78,8 +78,8 @@ ADVANCED_FIELDS = {
     "second_stage": "refine",
     "gap_fill": "gap_blend",
 }
-NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson-Gaussian (photon counts)",
-                                             "poisson-gaussian")]
+NOISE_CHOICES = [("automatic", "auto"), ("Gaussian", "gaussian"),
+                 ("Poisson-Gaussian (photon counts)", "poisson-gaussian")]
 SGLD_ONLY = ("burn_in", "thinning", "gap_calibration")
 DIP_ONLY = ("data_term", "second_stage", "gap_fill")
 LOSS_CHOICES = [("squared error (fills masks)", "mse"), ("SURE (denoising)", "sure"),
@@ -333,10 +333,12 @@ class DIPWidget(Container):
                     "smooth images. The fast and balanced presets use it; the updates "
                     "during the run show the network's estimate.")
         self.noise_model = ComboBox(
-            name="noise_model", label="noise", choices=NOISE_CHOICES, value="gaussian",
+            name="noise_model", label="noise", choices=NOISE_CHOICES, value="auto",
             tooltip="Poisson-Gaussian: for photon-counting data (fluorescence, low light); "
                     "the image is variance-stabilised before the fit and mapped back after "
-                    "it, with gain and read noise estimated from the image.")
+                    "it, with gain and read noise estimated from the image. Automatic: "
+                    "Poisson-Gaussian where a denoising run of the fast or balanced preset "
+                    "finds the noise growing with the signal, Gaussian otherwise.")
         self.keep_known = CheckBox(
             name="keep_known", text="keep known pixels unchanged", value=False,
             tooltip="With a mask: copy the pixels that are not missing into the result "
@@ -603,7 +605,7 @@ class DIPWidget(Container):
                 opts[fname] = value
         if self.time_limit.value > 0:  # not a preset's setting: kept when the preset changes
             opts["time_limit"] = float(self.time_limit.value)
-        if self.noise_model.value != "gaussian":
+        if self.noise_model.value != "auto":
             opts["noise_model"] = self.noise_model.value
         if self.mask_layer.value is not None:
             opts["keep_known"] = bool(self.keep_known.value)

@@ -208,6 +208,9 @@ def test_an_unknown_offset_is_the_dark_level():
     assert unstabilise(low, st).min() == pytest.approx(st.offset)
     with pytest.raises(ValueError, match="offset"):
         stabilise(y, "poisson-gaussian", sigma=3.0, offset=None)
+    # the offset taken off and the negative values cut: the floor is the clip, 0
+    _, st = stabilise(np.maximum(y - 100.0, 0.0), "poisson-gaussian", offset=None)
+    assert st.offset == 0.0
 
 
 def test_variance_maps_by_the_delta_method():

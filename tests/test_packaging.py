@@ -73,8 +73,8 @@ def _check_manifest(mf) -> None:
     assert widgets[0].display_name
 
     samples = mf.contributions.sample_data or []
-    assert len(samples) == 3
-    assert len({s.key for s in samples}) == 3
+    assert len(samples) == 4
+    assert len({s.key for s in samples}) == 4
     for s in samples:
         assert s.command in commands, s.key
         assert s.display_name

@@ -1,7 +1,7 @@
 """Sample data made from images that scikit-image ships or from generated data.
 
-Nothing is downloaded: the 2-D samples use scikit-image's bundled ``camera`` and
-``astronaut`` images, the volume is generated procedurally.
+Nothing is downloaded: the 2-D samples use scikit-image's bundled ``camera``, ``astronaut``
+and ``immunohistochemistry`` images, the volume is generated procedurally.
 """
 
 from __future__ import annotations
@@ -71,3 +71,29 @@ def noisy_volume(shape: tuple[int, int, int] = (32, 64, 64), sigma: float = 0.1,
     clean = ndimage.gaussian_filter(clean, 1.0).astype(np.float32)
     noisy = (clean + rng.normal(0, sigma, shape)).astype(np.float32)
     return noisy, clean
+
+
+def photon_nuclei(size: int = 256, peak: float = 30.0, gain: float = 2.0,
+                  read_noise: float = 3.0, offset: float = 100.0, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Stained nuclei as a camera would count them, like a fluorescence image: the
+    haematoxylin channel of scikit-image's ``immunohistochemistry`` (``rgb2hed``; the
+    centre ``size`` x ``size``, scaled to [0, 1]) with ``peak`` photons at the brightest
+    pixel, ``gain`` camera units per photon, Gaussian read noise of ``read_noise`` units
+    and a camera offset of ``offset`` units, rounded like a 16-bit camera.
+
+    Returns ``(counts, clean)``: uint16 counts and the float32 expectation
+    ``offset + gain * peak * x`` without noise, in the same units.
+    """
+    from skimage import color, data
+
+    stain = np.maximum(color.rgb2hed(data.immunohistochemistry())[..., 0], 0.0)
+    r0, c0 = (stain.shape[0] - size) // 2, (stain.shape[1] - size) // 2
+    if min(r0, c0) < 0:
+        raise ValueError(f"size: expected at most {min(stain.shape)}, got {size}")
+    crop = stain[r0:r0 + size, c0:c0 + size]
+    x = (crop - crop.min()) / (crop.max() - crop.min())
+    rng = np.random.default_rng(seed)
+    raw = offset + gain * rng.poisson(peak * x) + rng.normal(0.0, read_noise, x.shape)
+    counts = np.clip(np.rint(raw), 0, 65535).astype(np.uint16)
+    return counts, (offset + gain * peak * x).astype(np.float32)

@@ -100,7 +100,7 @@ def test_manifest_valid_and_contributions():
     pm.validate_imports()
     assert [w.display_name for w in pm.contributions.widgets] == [WIDGET]
     keys = {s.key for s in pm.contributions.sample_data}
-    assert keys == {"noisy_image", "inpainting", "noisy_volume"}
+    assert keys == {"noisy_image", "inpainting", "noisy_volume", "photon_counts"}
 
 
 def test_core_import_does_not_import_napari_or_qt():
@@ -115,13 +115,16 @@ def test_samples_load(viewer):
     viewer.open_sample(PLUGIN, "noisy_image")
     viewer.open_sample(PLUGIN, "inpainting")
     viewer.open_sample(PLUGIN, "noisy_volume")
+    viewer.open_sample(PLUGIN, "photon_counts")
     kinds = [(layer.name, type(layer).__name__, layer.data.shape) for layer in viewer.layers]
     assert kinds == [
         ("noisy camera", "Image", (256, 256)),
         ("damaged camera", "Image", (256, 256)),
         ("missing pixels", "Labels", (256, 256)),
         ("noisy volume", "Image", (32, 64, 64)),
+        ("photon counts (nuclei)", "Image", (256, 256)),
     ]
+    assert viewer.layers["photon counts (nuclei)"].data.dtype == np.uint16
     assert viewer.layers["missing pixels"].data.max() == 1
 
 
@@ -368,6 +371,26 @@ def test_chains_and_noise_model_reach_the_engine(qtbot, viewer, dock):
     assert "members" not in opts and "noise_model" not in opts and "compile" not in opts
     configure(dock, noise_model="gaussian")  # a choice other than the default is passed
     assert dock.run_options()["noise_model"] == "gaussian"
+
+
+def test_photon_counts_sample_is_stabilised_by_default(qtbot, viewer, dock):
+    """The photon-count sample through the widget with its defaults: the run reads the
+    shot noise, stabilises the image and returns it in the camera's units; the input
+    layer is left as it was."""
+    viewer.open_sample(PLUGIN, "photon_counts")
+    layer = viewer.layers["photon counts (nuclei)"]
+    before = layer.data.copy()
+    configure(dock, steps=10, every=5)
+    assert "noise_model" not in dock.run_options()  # the default: automatic
+    run_to_end(qtbot, dock)
+    res = viewer.layers["photon counts (nuclei) [DIP]"]
+    md = res.metadata
+    assert md["noise_model"]["model"] == "poisson-gaussian"
+    assert sorted(md["noise_model"]["estimated"]) == ["gain", "offset", "sigma"]
+    assert any("chose 'poisson-gaussian'" in n for n in md["notes"])
+    assert res.data.dtype == np.uint16 and abs(float(res.data.mean()) - before.mean()) < 5
+    np.testing.assert_array_equal(layer.data, before)
+    assert "Photon counts: variance-stabilised (gain " in dock.status.value
 
 
 def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock):

@@ -924,6 +924,12 @@ class DIPWidget(Container):
             where = snap.info.device if run.dask is None else run.dask.description
             text = (f"Done in {format_seconds(elapsed)}: {total} steps{pieces} on "
                     f"{where}, seed {snap.info.seed}.\n{_sentence(reason)}")
+            stabilised = snap.info.noise
+            if stabilised and stabilised.get("model") == "poisson-gaussian":
+                text += (f"\nPhoton counts: variance-stabilised (gain "
+                         f"{stabilised['gain']:.3g}, read noise {stabilised['sigma']:.3g}, "
+                         f"offset {stabilised['offset']:.4g}"
+                         f"{'; estimated from the image' if stabilised.get('estimated') else ''}).")
         else:
             text = "Finished without a result."
         self._set_status(text)

@@ -280,6 +280,8 @@ def _local_statistics(arr: np.ndarray, window: int) -> tuple[np.ndarray, np.ndar
 
 # the share of the local means below the dark level that stands in for an unknown offset
 DARK_QUANTILE = 1e-3
+# above this share of pixels at the image's minimum, the data read as clipped there
+CLIPPED_SHARE = 0.01
 
 
 def _fit_noise_curve(
@@ -470,7 +472,9 @@ def stabilise(
     offset : float or None
         Camera offset (mean of the Gaussian part), in the image's units. None: unknown;
         with ``sigma`` estimated too, the image's dark level stands in for it (the 0.1 %
-        quantile of its 7 x 7 local means, and ``estimated`` lists "offset"). The
+        quantile of its 7 x 7 local means, or the image's minimum where more than 1 % of
+        the pixels sit at it: data clipped there, e.g. with the offset taken off and the
+        negative values cut; ``estimated`` lists "offset"). The
         transformation itself only sees ``sigma**2 - gain * offset``, which the noise
         curve fixes whatever the split; the split sets the floor of the inverse, which
         keeps the photon count at or above 0 (the result at or above the offset).
@@ -508,6 +512,9 @@ def stabilise(
         if dark:
             estimated.append("offset")
             offset = details["dark"]
+            low = float(arr.min())
+            if np.mean(arr == low) > CLIPPED_SHARE:  # clipped below (an offset taken off
+                offset = min(offset, low)  # and the negative values cut): the clip's level
         if gain is None:
             estimated.append("gain")
             gain, _ = _finish_estimate(a_fit, b_fit, 0.0, arr)

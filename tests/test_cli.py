@@ -374,4 +374,17 @@ def test_photon_counts_are_stabilised_by_default(tmp_path):
                  "gaussian"]) == 0
     side = json.loads((tmp_path / "gauss" / "counts_dip.json").read_text())
     assert side["run"]["noise_model"] == "gaussian" and "noise_model" not in side
+    # a rerun from that sidecar keeps its choice
+    assert main([str(src), "-o", str(tmp_path / "again"), "--config",
+                 str(tmp_path / "gauss" / "counts_dip.json"), "--threads", "1"]) == 0
+    side = json.loads((tmp_path / "again" / "counts_dip.json").read_text())
+    assert side["run"]["noise_model"] == "gaussian" and "noise_model" not in side
+    # the frames of a stack share one choice: the majority of its frames
+    flat = (100 + 2 * rng.poisson(20, ramp.shape) + rng.normal(0, 3, ramp.shape))
+    stack = np.stack([raw, raw, flat.astype(np.uint16)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    assert main([str(tmp_path / "stack.tif"), "-o", str(tmp_path / "st"), *FAST,
+                 "--stack", "frames"]) == 0
+    side = json.loads((tmp_path / "st" / "stack_dip.json").read_text())
+    assert side["noise_model"]["model"] == "poisson-gaussian"
     assert tifffile.imread(src).tolist() == raw.tolist()  # the input is left as it was

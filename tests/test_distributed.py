@@ -362,7 +362,7 @@ def test_images_with_a_noise_model_go_to_one_worker_whole():
     from napari_dip.distributed import tiles_wanted
 
     cfg = make_config("dip", "fast", tile_size=32, tile_overlap=8)
-    assert tiles_wanted(cfg, (64, 64))
+    assert not tiles_wanted(cfg, (64, 64))  # "auto" with no image to decide on: whole
     assert tiles_wanted(cfg, (64, 64), {"noise_model": "gaussian"})
     assert not tiles_wanted(cfg, (64, 64), {"noise_model": "poisson-gaussian"})
     assert not tiles_wanted(cfg, (32, 32))
@@ -374,4 +374,10 @@ def test_images_with_a_noise_model_go_to_one_worker_whole():
     assert not tiles_wanted(cfg, (64, 64), {}, image=counts)
     assert tiles_wanted(cfg, (64, 64), {}, image=gauss)
     assert tiles_wanted(cfg, (64, 64), {"noise_model": "gaussian"}, image=counts)
-    assert not tiles_wanted(cfg, (64, 64), {"gain": 2.0})  # given parameters: stabilised
+    assert not tiles_wanted(cfg, (64, 64), {"gain": 2.0}, image=gauss)  # given: stabilised
+    # with a mask, or the papers' loss, the run keeps the raw values: tiles
+    hole = np.zeros((64, 64), bool)
+    hole[:4, :4] = True
+    assert tiles_wanted(cfg, (64, 64), {"mask": hole}, image=counts)
+    assert tiles_wanted(make_config("dip", "fast", tile_size=32, tile_overlap=8, loss="mse"),
+                        (64, 64), {}, image=counts)

@@ -272,6 +272,32 @@ def test_photon_counts_are_stabilised_for_r2r_by_default(camera_crop):
         restore(counts, steps=3, noise_model="photon", **KW)
 
 
+def test_the_frames_of_a_stack_share_one_noise_model(camera_crop):
+    """A stack restored frame by frame gets one noise model, by the majority of its
+    frames, so that its frames are restored alike."""
+    from napari_dip.core.api import choose_noise_model_for_frames, noise_model_for_frames
+
+    rng = np.random.default_rng(0)
+    counts = [(100 + 2.0 * rng.poisson(100 * camera_crop)
+               + rng.normal(0, 3, camera_crop.shape)).astype(np.float32) for _ in range(2)]
+    gauss = (camera_crop + rng.normal(0, 0.1, camera_crop.shape)).astype(np.float32)
+    cfg = make_config("dip", "fast")
+    assert choose_noise_model_for_frames([*counts, gauss], cfg) == "poisson-gaussian"
+    assert choose_noise_model_for_frames([counts[0], gauss, gauss], cfg) == "gaussian"
+    assert choose_noise_model_for_frames([counts[0]], cfg) == "auto"  # its run decides
+    broken = counts[1].copy()
+    broken[0, 0] = np.nan  # cannot be restored: no vote, its own run reports it
+    assert choose_noise_model_for_frames([counts[0], broken, gauss], cfg) == "poisson-gaussian"
+    assert choose_noise_model_for_frames(counts, cfg, noise_model="gaussian") == "gaussian"
+    hole = np.zeros(gauss.shape, bool)
+    hole[:4, :4] = True
+    masks = [hole] * 2  # with masks the raw values stay
+    assert choose_noise_model_for_frames(counts, cfg, masks=masks) == "gaussian"
+    # iterate's keyword arguments, as the widget gives them
+    assert noise_model_for_frames(counts, preset="fast", seed=0, steps=5) == "poisson-gaussian"
+    assert noise_model_for_frames(counts, preset="fast", loss="mse") == "gaussian"
+
+
 def test_r2r_in_tiles(noisy_crop, camera_crop):
     tiled = restore(noisy_crop, steps=40, tile_size=32, tile_overlap=8, reference=camera_crop,
                     **KW)

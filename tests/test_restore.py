@@ -256,7 +256,7 @@ def test_poisson_gaussian_noise_model_maps_back_to_the_image_units():
     (dict(noise_model="poisson"), "noise_model"),
     (dict(noise_model="poisson-gaussian", gain=-1.0), "gain"),
     (dict(noise_model="poisson-gaussian", read_noise=-1.0), "read_noise"),
-    (dict(gain=2.0), "gain"),
+    (dict(noise_model="gaussian", gain=2.0), "only used with noise_model='poisson-gaussian'"),
 ])
 def test_noise_model_arguments_are_checked(kwargs, name):
     raw = np.random.default_rng(0).random((16, 16)).astype(np.float32)

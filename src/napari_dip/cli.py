@@ -192,20 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "between its convolutions; steps are 1.4-1.7x faster after about a "
                           "minute of compiling per image size (worth it for a batch of "
                           "same-size images; the same as --option compile=true)")
-    run.add_argument("--noise-model", choices=("auto", "gaussian", "poisson-gaussian"),
-                     default="auto",
+    run.add_argument("--noise-model", choices=NOISE_MODELS,
+                     default=None,
                      help="poisson-gaussian: photon-counting data (e.g. fluorescence); the "
                           "image is variance-stabilised (generalized Anscombe) before the "
                           "fit and mapped back after it. auto (default): poisson-gaussian "
                           "where --gain or --read-noise is given, or where a denoising run "
                           "of the fast or balanced preset finds the noise growing with the "
-                          "signal; gaussian otherwise")
+                          "signal (decided once for all frames of a stack); gaussian "
+                          "otherwise (with --config: the sidecar's choice)")
     run.add_argument("--gain", type=_positive_float, metavar="G",
                      help="poisson-gaussian: detector gain in image units per photon "
                           "(default: estimated from each image)")
     run.add_argument("--read-noise", type=_non_negative_float, metavar="S",
                      help="poisson-gaussian: standard deviation of the read noise in image "
-                          "units (default: estimated from each image)")
+                          "units; the data are then taken to have no camera offset: "
+                          "subtract it first (default: estimated from each image, with "
+                          "the offset)")
     run.add_argument("--memory-budget", type=_positive_float, metavar="GIB",
                      help="device memory a run may use, in GiB (default: 90%% of the free "
                           "GPU memory, or half of the available system memory); larger "
@@ -333,17 +336,24 @@ class Settings:
         return self.cfg.method
 
 
-def _noise_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of the noise model (none for the default, "auto", with no
-    detector parameters)."""
-    if args.noise_model == "gaussian":
+#: the choices of --noise-model (napari_dip.core.api.NOISE_MODELS, without importing torch)
+NOISE_MODELS = ("auto", "gaussian", "poisson-gaussian")
+
+
+def _noise_settings(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of the noise model ``model`` (none for the default, "auto", with
+    no detector parameters)."""
+    if model not in NOISE_MODELS:
+        raise UsageError(f"--config {args.config}: run.noise_model: expected one of "
+                         f"{', '.join(NOISE_MODELS)}, got {model!r}")
+    if model == "gaussian":
         if args.gain is not None or args.read_noise is not None:
             raise UsageError("--gain/--read-noise: only used with --noise-model "
                              "poisson-gaussian or auto")
         return {"noise_model": "gaussian"}
-    if args.noise_model == "auto" and args.gain is None and args.read_noise is None:
+    if model == "auto" and args.gain is None and args.read_noise is None:
         return {}
-    return {"noise_model": args.noise_model, "gain": args.gain, "read_noise": args.read_noise}
+    return {"noise_model": model, "gain": args.gain, "read_noise": args.read_noise}
 
 
 def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
@@ -454,7 +464,7 @@ def _resolve_settings(args: argparse.Namespace, argv: Sequence[str]) -> Settings
         channel_axis=channel_axis, stack=stack, output_dtype=output_dtype,
         overwrite=args.overwrite, resume=args.resume, quiet=args.quiet,
         threads=args.threads, memory_budget=args.memory_budget, command=[PROG, *argv],
-        noise=_noise_settings(args),
+        noise=_noise_settings(pick("noise_model", "auto"), args),
     )
 
 
@@ -625,6 +635,7 @@ class PreparedJob:
     mask_info: dict[str, Any] | None
     seed: int
     t0: float
+    noise: dict[str, Any] = field(default_factory=dict)  # the noise model's arguments
 
 
 def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
@@ -672,9 +683,18 @@ def _prepare_job(job: Job, settings: Settings) -> PreparedJob:
     items = layout.split(data)
     ref_items = layout.split(reference) if reference is not None else [None] * len(items)
     seed = resolve_seed(settings.seed)
+    noise = dict(settings.noise)
+    if len(items) > 1:  # one noise model for every frame or volume of the file
+        from .core.api import choose_noise_model_for_frames
+
+        noise["noise_model"] = choose_noise_model_for_frames(
+            items, settings.cfg, channel_axis=layout.item_channel_axis, masks=masks,
+            noise_model=noise.get("noise_model", "auto"), gain=noise.get("gain"),
+            read_noise=noise.get("read_noise"))
     return PreparedJob(job=job, source=source, input_info=input_info, reference=reference,
                        channel_axis=channel_axis, alpha=alpha, layout=layout, items=items,
-                       masks=masks, ref_items=ref_items, mask_info=mask_info, seed=seed, t0=t0)
+                       masks=masks, ref_items=ref_items, mask_info=mask_info, seed=seed, t0=t0,
+                       noise=noise)
 
 
 def _item_kwargs(prep: PreparedJob, index: int, settings: Settings) -> dict[str, Any]:
@@ -683,7 +703,7 @@ def _item_kwargs(prep: PreparedJob, index: int, settings: Settings) -> dict[str,
                 channel_axis=prep.layout.item_channel_axis, device=settings.device,
                 seed=prep.seed, reference=prep.ref_items[index],
                 output_dtype=settings.output_dtype, keep_known=settings.keep_known,
-                memory_budget=settings.memory_budget, **settings.noise)
+                memory_budget=settings.memory_budget, **prep.noise)
 
 
 def _run_items(prep: PreparedJob, settings: Settings, reporter: _Reporter) -> list[Any]:

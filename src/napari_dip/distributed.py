@@ -505,23 +505,22 @@ def tiles_wanted(cfg: Any, spatial: Sequence[int], kwargs: dict[str, Any] | None
     worker still tiles it itself). With ``noise_model="auto"`` (the default) the choice is
     made here as the run will make it (:func:`napari_dip.core.api.choose_noise_model`),
     on ``image`` (with the ``mask`` and ``channel_axis`` of ``kwargs``); without
-    ``image``, only a given gain or read noise counts."""
+    ``image`` the image goes whole, and the worker decides and tiles it."""
     size = int(getattr(cfg, "tile_size", 0) or 0)
     if not 0 < size < max(spatial):
         return False
     kwargs = kwargs or {}
     model = kwargs.get("noise_model", "auto")
     if model == "auto":
+        if image is None:
+            return False
         from .core import arrays
         from .core.api import choose_noise_model
 
-        gain, read_noise = kwargs.get("gain"), kwargs.get("read_noise")
-        if image is None:
-            model = "gaussian" if gain is None and read_noise is None else "poisson-gaussian"
-        else:
-            prep = arrays.prepare(image, mask=kwargs.get("mask"),
-                                  channel_axis=kwargs.get("channel_axis"))
-            model, _ = choose_noise_model(prep, cfg, model, gain, read_noise)
+        prep = arrays.prepare(image, mask=kwargs.get("mask"),
+                              channel_axis=kwargs.get("channel_axis"))
+        model, _ = choose_noise_model(prep, cfg, model, kwargs.get("gain"),
+                                      kwargs.get("read_noise"))
     return model == "gaussian"
 
 

@@ -393,6 +393,22 @@ def test_photon_counts_sample_is_stabilised_by_default(qtbot, viewer, dock):
     assert "Photon counts: variance-stabilised (gain " in dock.status.value
 
 
+def test_the_frames_of_a_photon_count_movie_share_one_noise_model(qtbot, viewer, dock):
+    """Frames restored one by one get one noise model, chosen once for the movie (here by
+    two frames of shot noise against one without), not each its own."""
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0.0, 1.0, 32), (32, 1))
+    shot = [100 + 2 * rng.poisson(100 * ramp) + rng.normal(0, 3, ramp.shape) for _ in range(2)]
+    flat = 100 + 2 * rng.poisson(20, ramp.shape) + rng.normal(0, 3, ramp.shape)
+    viewer.add_image(np.stack([*shot, flat]).astype(np.uint16), name="movie")
+    dock.mode.value = "frames"
+    configure(dock, steps=10, every=5)
+    run_to_end(qtbot, dock)
+    md = viewer.layers["movie [DIP]"].metadata
+    assert md["frames_done"] == 3
+    assert md["noise_model"]["model"] == "poisson-gaussian"  # the last frame's too
+
+
 def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock):
     viewer.add_image(tiny_image(), name="img")
     dock.mask_layer.value = None

@@ -33,6 +33,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 
 from ..core import make_config, run_metadata
+from ..core.api import noise_model_for_frames
 from ..core.device import device_name, resolve_device, resolve_seed
 from . import layers as _layers
 from .worker import (
@@ -123,6 +124,22 @@ class _DaskRun:
     description: str | None = None
     address: str | None = None
     connected: float | None = None  # perf_counter() when the cluster was ready
+
+
+class _Pieces:
+    """The frames (or their masks, ``masks=True``) of a run request as a sequence that is
+    read by index, one piece at a time."""
+
+    def __init__(self, request: RunRequest, masks: bool = False) -> None:
+        self.request, self.masks = request, masks
+
+    def __len__(self) -> int:
+        return len(self.request.plan)
+
+    def __getitem__(self, k: int) -> Any:
+        r = self.request
+        return (mask_for_frame(r.mask, r.shape, r.plan, k) if self.masks
+                else r.frame_image(k))
 
 
 @dataclass
@@ -652,6 +669,10 @@ class DIPWidget(Container):
             if spec is None:  # pieces on a cluster cannot be finished early
                 opts["finish"] = finish_event.is_set
             request = RunRequest(data=data, mask=mask, plan=plan, options=opts)
+            if len(plan) > 1:  # one noise model for every frame, decided once
+                opts["noise_model"] = noise_model_for_frames(
+                    _Pieces(request), masks=None if mask is None else _Pieces(request, True),
+                    channel_axis=plan.frame_channel_axis, **opts)
             first = request.engine(0)  # checks every argument now
             if spec is not None:  # the tasks make their own engines
                 first.close()

@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import arrays, engine, noise, tiling
-from .config import (IMAGE_LOSSES, DIPConfig, SGLDConfig, check_loss, config_from_dict,
-                     for_noise_model, make_config)
+from .config import (DIPConfig, SGLDConfig, check_loss, config_from_dict, for_noise_model,
+                     make_config)
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
 
@@ -189,12 +189,13 @@ def iterate(
         variance, restored, and mapped back by the exact unbiased inverse (Makitalo & Foi,
         2013); an SGLD variance is mapped back by the delta method.
         "auto" (default): "poisson-gaussian" where ``gain`` or ``read_noise`` is given, or
-        where a run that denoises a whole image with R2R or SURE (the "fast" and
+        where a run that denoises a whole image with R2R (the "fast" and
         "balanced" presets without a mask) finds its noise variance growing with the
-        signal (:func:`choose_noise_model`); "gaussian" otherwise. On photon counts with
-        10-100 photons at the brightest pixel, R2R on the stabilised data came within
-        0.8 dB of BM3D with the same transformation or above it, 2-4.5 dB above R2R on
-        the raw counts (benchmarks/RESULTS.md, "Photon counts").
+        signal (:func:`choose_noise_model`); "gaussian" otherwise. On photon counts the
+        fast preset then gained 1.3-2.0 dB on average at 10-100 photons at the brightest
+        pixel over the papers' loss on the raw values, which it used before; it came
+        0.1-0.3 dB above BM3D with the same transformation at 30-100 photons and 1.0 dB
+        below it at 10 (benchmarks/RESULTS.md, "Photon counts").
     gain, read_noise : float, optional
         "poisson-gaussian": detector gain (image units per photon) and the standard
         deviation of the Gaussian read noise, in image units; estimated from the image
@@ -255,15 +256,18 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
     :data:`NOISE_MODELS`), and a note where "auto" chose the transformation.
 
     "auto" is "poisson-gaussian" where ``gain`` or ``read_noise`` is given; for a DIP run
-    that denoises a whole image with R2R or SURE, with its check on
-    (``sure_max_trend`` > 0, as in the presets), it is "poisson-gaussian" where the noise
-    variance of the brighter half of the image exceeds that of the darker half by more
-    than ``sure_max_trend`` (:func:`arrays.noise_trend`: 0.83-1.42 on Gaussian noise, 1.18-5.52
-    on photon counts, benchmarks/bench_noise_trend.py). Without the transformation such a
-    run would fall back to the papers' loss (:func:`~napari_dip.core.config.sure_fallback`),
-    2-4.5 dB lower on the microscopy benchmark. Everything else stays "gaussian":
-    masks (the estimate of the noise parameters cannot leave out their pixels), SGLD and
-    the papers' loss, where the transformation was not measured to help."""
+    that denoises a whole image with R2R (the fast and balanced presets without a mask),
+    with its check on (``sure_max_trend`` > 0, as in the presets), it is
+    "poisson-gaussian" where the noise variance of the brighter half of the image exceeds
+    that of the darker half by more than ``sure_max_trend`` (:func:`arrays.noise_trend`:
+    0.83-1.42 on 81 cases of Gaussian noise, 1.18-5.52 on photon counts,
+    benchmarks/bench_noise_trend.py). Without the transformation such a run falls back to
+    the papers' loss on the raw values (:func:`~napari_dip.core.config.sure_fallback`); with
+    it, R2R gained 1.3-2.0 dB on average at 10-100 photons on the microscopy benchmark
+    (fast preset; balanced 1.0-2.8). Everything else stays "gaussian": masks (the estimate
+    of the noise parameters cannot leave out their pixels), SGLD, SURE (which broke down
+    on stabilised data at 10 photons) and the papers' loss, where the transformation was
+    not measured to help."""
     if not isinstance(noise_model, str) or noise_model not in NOISE_MODELS:
         raise ValueError(f"noise_model: expected one of {', '.join(map(repr, NOISE_MODELS))}, "
                          f"got {noise_model!r}")
@@ -271,7 +275,7 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
         return noise_model, None
     if gain is not None or read_noise is not None:
         return "poisson-gaussian", None
-    if (cfg.method != "dip" or cfg.loss not in IMAGE_LOSSES or cfg.sure_max_trend <= 0
+    if (cfg.method != "dip" or cfg.loss != "r2r" or cfg.sure_max_trend <= 0
             or prep.known is not None):
         return "gaussian", None
     trend = arrays.noise_trend(prep.data)
@@ -284,6 +288,56 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
         f"noise_model='gaussian' keeps the raw values)")
 
 
+def choose_noise_model_for_frames(frames: Any, cfg: DIPConfig, *,
+                                  channel_axis: int | None = None, masks: Any = None,
+                                  noise_model: Any = "auto", gain: Any = None,
+                                  read_noise: Any = None, most: int = 8) -> Any:
+    """One noise model for the frames (or slices) of a stack that are restored one by one,
+    so that they are restored alike: where ``noise_model`` is "auto" and there are
+    several frames, :func:`choose_noise_model` on up to ``most`` of them, evenly spaced,
+    and "poisson-gaussian" where at least half of those choose it (frames that cannot be
+    restored, e.g. with NaN, do not vote: their own runs report them). ``masks``: one per
+    frame or None. Otherwise ``noise_model`` as it is (one frame: its run decides, and
+    notes why)."""
+    if noise_model != "auto" or len(frames) < 2:
+        return noise_model
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(most, len(frames))).round()
+                      ).astype(int)
+    votes = counted = 0
+    for k in picks:  # frames and masks may be lazy: only these are read
+        try:
+            prep = arrays.prepare(frames[k], mask=None if masks is None else masks[k],
+                                  channel_axis=channel_axis)
+        except (TypeError, ValueError):  # a frame that cannot be restored fails in its run
+            continue
+        model, _ = choose_noise_model(prep, cfg, noise_model, gain, read_noise)
+        votes += model == "poisson-gaussian"
+        counted += 1
+    if not counted:
+        return noise_model
+    return "poisson-gaussian" if 2 * votes >= counted else "gaussian"
+
+
+def noise_model_for_frames(frames: Any, *, masks: Any = None, channel_axis: int | None = None,
+                           **kwargs: Any) -> Any:
+    """:func:`choose_noise_model_for_frames` for :func:`iterate`'s keyword arguments
+    (``method``, ``preset``, ``steps``, ``auto_stop``, ``config``, ``noise_model``,
+    ``gain``, ``read_noise`` and configuration fields; the others are left out), as the
+    widget gives them for every frame of a stack."""
+    import inspect
+
+    params = set(inspect.signature(iterate).parameters) - {"options"}
+    options = {k: v for k, v in kwargs.items() if k not in params}
+    cfg = resolve_config(method=kwargs.get("method", "dip"),
+                         preset=kwargs.get("preset", "balanced"), steps=kwargs.get("steps"),
+                         auto_stop=kwargs.get("auto_stop"), config=kwargs.get("config"),
+                         options=options, masked=masks is not None)
+    return choose_noise_model_for_frames(
+        frames, cfg, channel_axis=channel_axis, masks=masks,
+        noise_model=kwargs.get("noise_model", "auto"), gain=kwargs.get("gain"),
+        read_noise=kwargs.get("read_noise"))
+
+
 def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
                ) -> tuple[noise.NoiseState, arrays.Prepared]:
     """The noise model's transformation of the (validated) image, ready for the engine."""
@@ -291,7 +345,8 @@ def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
         raise ValueError(f"noise_model: expected one of {', '.join(map(repr, noise.MODELS))}, "
                          f"got {model!r}")
     if model == "gaussian":
-        raise ValueError("gain, read_noise: only used with noise_model='poisson-gaussian'; got "
+        raise ValueError("gain, read_noise: only used with noise_model='poisson-gaussian' or "
+                         "'auto'; got "
                          f"gain={gain!r}, read_noise={read_noise!r} with noise_model='gaussian'")
     data = prep.original
     raw = np.moveaxis(data, prep.channel_axis, 0) if prep.channel_axis is not None else data

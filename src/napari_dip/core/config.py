@@ -235,12 +235,11 @@ class DIPConfig:
         everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3.6-4.7 dB
         below the papers' loss (benchmarks/RESULTS.md). Gaussian noise read 0.83-1.42,
         such data 1.18-5.52, 11 of 12 cases above 1.5 (benchmarks/bench_noise_trend.py).
-        With the default ``noise_model="auto"`` (:func:`napari_dip.iterate`) a denoising
-        run whose image reads above this factor is variance-stabilised instead and runs
-        its own loss on the transformed data; with ``noise_model="poisson-gaussian"`` a
-        positive value means the papers' loss for ``loss="sure"``
-        (:func:`for_noise_model`): SURE on the transformed data broke down at low photon
-        counts, where R2R held up.
+        With the default ``noise_model="auto"`` (:func:`napari_dip.iterate`) an R2R run
+        whose image reads above this factor is variance-stabilised instead and runs R2R
+        on the transformed data; with a noise model other than "gaussian" a positive
+        value means the papers' loss for ``loss="sure"`` (:func:`for_noise_model`): SURE
+        on the transformed data broke down at low photon counts, where R2R held up.
     holdout_share : float
         With ``loss="holdout"``: the share of the known pixels hidden from the net at each
         step (0.2), in [0.05, 0.5]; the estimate makes ``max(2, round(1 / share))`` passes
@@ -620,8 +619,9 @@ def for_noise_model(cfg: DIPConfig, noise_model: str) -> tuple[DIPConfig, str | 
     noise model other than "gaussian", SURE with its checks on (``sure_max_trend`` > 0,
     as in the presets) becomes :func:`sure_fallback`, since SURE on the variance-
     stabilised data broke down at low photon counts. R2R stays: on the transformed data
-    it was 1.6-2.8 dB above the papers' loss at 10-100 photons (benchmarks/RESULTS.md,
-    "Photon counts: R2R and the second stage on stabilised data")."""
+    it was 1.3-2.0 dB above the papers' loss on the raw values on average at 10-100
+    photons with the fast preset, 1.0-2.8 with balanced (benchmarks/RESULTS.md, "Photon
+    counts: R2R and the second stage on stabilised data")."""
     if noise_model == "gaussian" or cfg.loss != "sure" or cfg.sure_max_trend <= 0:
         return cfg, None
     return sure_fallback(cfg), sure_fallback_note(

@@ -474,7 +474,10 @@ def stabilise(
         with ``sigma`` estimated too, the image's dark level stands in for it (the 0.1 %
         quantile of its 7 x 7 local means, or the image's minimum where more than 1 % of
         the pixels sit at it: data clipped there, e.g. with the offset taken off and the
-        negative values cut; ``estimated`` lists "offset"). The
+        negative values cut; ``estimated`` lists "offset"; not where the noise does
+        not grow with the signal: the gain is then floored, see
+        :func:`estimate_poisson_gaussian`, and the offset stays 0; and raised where the
+        fitted curve needs a higher one, as for any offset). The
         transformation itself only sees ``sigma**2 - gain * offset``, which the noise
         curve fixes whatever the split; the split sets the floor of the inverse, which
         keeps the photon count at or above 0 (the result at or above the offset).
@@ -518,6 +521,9 @@ def stabilise(
         if gain is None:
             estimated.append("gain")
             gain, _ = _finish_estimate(a_fit, b_fit, 0.0, arr)
+            if dark and gain != a_fit:  # no slope: the data are not counts, no dark level
+                estimated.remove("offset")
+                offset = 0.0
         if sigma is None:
             estimated.append("sigma")
             s2 = b_fit + gain * offset

@@ -29,7 +29,6 @@ module does not import it.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import re
@@ -747,17 +746,13 @@ def _key(*parts: Any) -> str:
 # ---------------------------------------------------------------------------------------
 # the Python API
 # ---------------------------------------------------------------------------------------
-_CONFIG_ARGS = ("method", "preset", "steps", "auto_stop", "config")
-
-
 def _split_kwargs(kwargs: dict[str, Any], masked: bool = False) -> tuple[Any, dict[str, Any]]:
     """Resolve the configuration here (errors show before anything is sent) and keep the
     other arguments of :func:`napari_dip.iterate` for the tasks. ``masked``: whether any
     image has a mask (the "fast" and "balanced" presets then fit known pixels for all of
     them instead of denoising with SURE)."""
-    from .core import iterate, resolve_config
+    from .core.api import split_iterate_kwargs
 
-    params = set(inspect.signature(iterate).parameters) - {"image", "options"}
     if "finish" in kwargs:  # a task runs in another process: it would poll a copy
         raise TypeError("finish: not available for tasks on a cluster, which run in other "
                         "processes; give time_limit=SECONDS to bound each task's fit")
@@ -766,13 +761,7 @@ def _split_kwargs(kwargs: dict[str, Any], masked: bool = False) -> tuple[Any, di
         name = sorted(reserved)[0]
         raise TypeError(f"{name}: give it to restore_many as "
                         f"{'masks' if name == 'mask' else name}=..., not among the options")
-    passed = {k: v for k, v in kwargs.items() if k in params and k not in _CONFIG_ARGS}
-    options = {k: v for k, v in kwargs.items() if k not in params}
-    cfg = resolve_config(method=kwargs.get("method", "dip"),
-                         preset=kwargs.get("preset", "balanced"), steps=kwargs.get("steps"),
-                         auto_stop=kwargs.get("auto_stop"), config=kwargs.get("config"),
-                         options=options, masked=masked)
-    return cfg, passed
+    return split_iterate_kwargs(kwargs, masked=masked)
 
 
 def _per_image(value: Any, n: int, name: str) -> list[Any]:

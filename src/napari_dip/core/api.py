@@ -320,31 +320,42 @@ def choose_noise_model_for_frames(frames: Any, cfg: DIPConfig, *,
 
 def noise_model_for_frames(frames: Any, *, masks: Any = None, channel_axis: int | None = None,
                            **kwargs: Any) -> Any:
-    """:func:`choose_noise_model_for_frames` for :func:`iterate`'s keyword arguments
-    (``method``, ``preset``, ``steps``, ``auto_stop``, ``config``, ``noise_model``,
-    ``gain``, ``read_noise`` and configuration fields; the others are left out), as the
-    widget gives them for every frame of a stack."""
+    """:func:`choose_noise_model_for_frames` for :func:`iterate`'s keyword arguments (the
+    configuration's, ``noise_model``, ``gain`` and ``read_noise``; the others are left
+    out), as the widget gives them for every frame of a stack."""
+    cfg, own = split_iterate_kwargs(kwargs, masked=masks is not None)
+    return choose_noise_model_for_frames(
+        frames, cfg, channel_axis=channel_axis, masks=masks,
+        noise_model=own.get("noise_model", "auto"), gain=own.get("gain"),
+        read_noise=own.get("read_noise"))
+
+
+#: the arguments of :func:`iterate` that choose its configuration
+CONFIG_ARGS = ("method", "preset", "steps", "auto_stop", "config")
+
+
+def split_iterate_kwargs(kwargs: dict[str, Any], masked: bool = False
+                         ) -> tuple[DIPConfig, dict[str, Any]]:
+    """The configuration that :func:`iterate` would resolve from its keyword arguments
+    ``kwargs`` (``masked``: whether a mask is given), and the arguments of its own among
+    them other than those that choose the configuration (:data:`CONFIG_ARGS`) and
+    ``image``; the rest of ``kwargs`` are configuration fields."""
     import inspect
 
-    params = set(inspect.signature(iterate).parameters) - {"options"}
+    params = set(inspect.signature(iterate).parameters) - {"image", "options"}
+    own = {k: v for k, v in kwargs.items() if k in params and k not in CONFIG_ARGS}
     options = {k: v for k, v in kwargs.items() if k not in params}
     cfg = resolve_config(method=kwargs.get("method", "dip"),
                          preset=kwargs.get("preset", "balanced"), steps=kwargs.get("steps"),
                          auto_stop=kwargs.get("auto_stop"), config=kwargs.get("config"),
-                         options=options, masked=masks is not None)
-    return choose_noise_model_for_frames(
-        frames, cfg, channel_axis=channel_axis, masks=masks,
-        noise_model=kwargs.get("noise_model", "auto"), gain=kwargs.get("gain"),
-        read_noise=kwargs.get("read_noise"))
+                         options=options, masked=masked)
+    return cfg, own
 
 
 def _stabilise(prep: arrays.Prepared, model: Any, gain: Any, read_noise: Any
                ) -> tuple[noise.NoiseState, arrays.Prepared]:
     """The noise model's transformation of the (validated) image, ready for the engine."""
-    if not isinstance(model, str) or model not in noise.MODELS:
-        raise ValueError(f"noise_model: expected one of {', '.join(map(repr, noise.MODELS))}, "
-                         f"got {model!r}")
-    if model == "gaussian":
+    if model == "gaussian":  # the model was checked by choose_noise_model
         raise ValueError("gain, read_noise: only used with noise_model='poisson-gaussian' or "
                          "'auto'; got "
                          f"gain={gain!r}, read_noise={read_noise!r} with noise_model='gaussian'")

@@ -512,18 +512,16 @@ def stabilise(
         # given sigma is kept)
         b = sigma * sigma if (sigma is not None and offset == 0) else None
         a_fit, b_fit, details = _fit_noise_curve(arr, gain=gain, b=b)
+        if gain is None:
+            estimated.append("gain")
+            gain, _ = _finish_estimate(a_fit, b_fit, 0.0, arr)
+            dark = dark and gain == a_fit  # no slope: the data are not counts, offset 0
         if dark:
             estimated.append("offset")
             offset = details["dark"]
             low = float(arr.min())
             if np.mean(arr == low) > CLIPPED_SHARE:  # clipped below (an offset taken off
                 offset = min(offset, low)  # and the negative values cut): the clip's level
-        if gain is None:
-            estimated.append("gain")
-            gain, _ = _finish_estimate(a_fit, b_fit, 0.0, arr)
-            if dark and gain != a_fit:  # no slope: the data are not counts, no dark level
-                estimated.remove("offset")
-                offset = 0.0
         if sigma is None:
             estimated.append("sigma")
             s2 = b_fit + gain * offset

@@ -98,6 +98,8 @@ CONFIGS = {
     "r2r-image": ("fast", dict(r2r_draws=0)),
     # the fast preset without its second stage (the Wiener filter guided by the net)
     "fast-noref": ("fast", dict(refine="off")),
+    # the raw values whatever the noise check reads (noise_model="auto" may stabilise them)
+    "fast-gaussian": ("fast", dict(noise_model="gaussian")),
     "balanced-noref": ("balanced", dict(refine="off")),
 }
 

@@ -8,7 +8,10 @@ ihc         ``skimage.data.immunohistochemistry()``, its hematoxylin channel
             (``skimage.color.rgb2hed``): a nuclear stain, dark background, like a
             fluorescence image;
 hubble      ``skimage.data.hubble_deep_field()`` in grey: photon-limited, mostly dark
-            (astronomy rather than microscopy; in the full set only).
+            (astronomy rather than microscopy; in the full set only);
+blobs       ``skimage.data.binary_blobs`` (seed 1, a tenth of the field covered) blurred
+            by a Gaussian of 2 pixels: sparse bright objects on a dark field, like a
+            fluorescence image of labelled structures (not in the default set).
 
 Each crop (size x size, scaled to [0, 1]) is turned into photon counts with a given peak
 (``--peaks``, mean photons at the brightest pixel) and observed as
@@ -57,7 +60,10 @@ import warnings
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IMAGES = ("cell", "ihc", "hubble")
+IMAGES = ("cell", "ihc", "hubble")  # the default set
+KNOWN_IMAGES = (*IMAGES, "blobs")
+METHODS = ("noisy", "dip_gauss", "dip_auto", "dip_gat", "dip_gat_true", "bm3d_raw", "bm3d_gat",
+           "bm3d_gat_true")
 
 
 # ----------------------------------------------------------------------------- data
@@ -84,8 +90,14 @@ def load_clean(name: str, size: int) -> np.ndarray:
     elif name == "hubble":
         img = color.rgb2gray(data.hubble_deep_field())
         crop = _crop(img, (436, 500), size)
+    elif name == "blobs":
+        from skimage import filters
+
+        blobs = data.binary_blobs(max(size, 64), blob_size_fraction=0.05, volume_fraction=0.1,
+                                  rng=1).astype(np.float64)
+        crop = filters.gaussian(blobs, 2.0)[:size, :size]
     else:
-        raise ValueError(f"--images: unknown image {name!r}; known: {', '.join(IMAGES)}")
+        raise ValueError(f"--images: unknown image {name!r}; known: {', '.join(KNOWN_IMAGES)}")
     crop = crop.astype(np.float64)
     return (crop - crop.min()) / (crop.max() - crop.min())
 
@@ -186,6 +198,8 @@ def run_case(name: str, clean: np.ndarray, peak: float, args, bm3d_err, rows: li
         return (np.asarray(est, np.float64) - args.offset) / scale
 
     def add(method, est, t0, **extra):
+        if method not in args.methods:
+            return
         row = {"image": name, "peak": peak, "method": method, **scores(clean, to_unit(est)),
                "seconds": time.perf_counter() - t0, **extra}
         rows.append(row)
@@ -204,26 +218,29 @@ def run_case(name: str, clean: np.ndarray, peak: float, args, bm3d_err, rows: li
         return lambda img: scores(clean, to_unit(post(img)))["psnr"]
 
     # DIP, Gaussian data term on the raw data
-    t0 = time.perf_counter()
-    est, info = dip(y, args, psnr_of(lambda a: a))
-    add("dip_gauss", est, t0, **info)
+    if "dip_gauss" in args.methods:
+        t0 = time.perf_counter()
+        est, info = dip(y, args, psnr_of(lambda a: a))
+        add("dip_gauss", est, t0, **info)
     # DIP as a default run (noise_model="auto") sees the raw data
-    t0 = time.perf_counter()
-    est, info = dip(y, args, psnr_of(lambda a: a), noise_model="auto")
-    add("dip_auto", est, t0, **info)
+    if "dip_auto" in args.methods:
+        t0 = time.perf_counter()
+        est, info = dip(y, args, psnr_of(lambda a: a), noise_model="auto")
+        add("dip_auto", est, t0, **info)
     # DIP on the stabilised data
-    t0 = time.perf_counter()
-    est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)),
-                    noise_model="poisson-gaussian")
-    add("dip_gat", unstabilise(est, st_est), t0 - t_stab, **est_params, **info)
-    if args.true_params:
+    if "dip_gat" in args.methods:
+        t0 = time.perf_counter()
+        est, info = dip(t_est, args, psnr_of(lambda a: unstabilise(a, st_est)),
+                        noise_model="poisson-gaussian")
+        add("dip_gat", unstabilise(est, st_est), t0 - t_stab, **est_params, **info)
+    if args.true_params and "dip_gat_true" in args.methods:
         t0 = time.perf_counter()
         est, info = dip(t_true, args, psnr_of(lambda a: unstabilise(a, st_true)),
                         noise_model="poisson-gaussian")
         add("dip_gat_true", unstabilise(est, st_true), t0, gain=args.gain,
             sigma=args.read_noise, **info)
 
-    if bm3d_err is None:
+    if bm3d_err is None and any(m.startswith("bm3d") for m in args.methods):
         t0 = time.perf_counter()
         curve = st_est.gain * np.maximum(y - st_est.offset, 0.0) + st_est.sigma**2
         sigma_raw = float(np.sqrt(curve.mean())) / scale
@@ -258,7 +275,11 @@ def parse_args(argv=None):
     p.add_argument("--preset", default="fast", choices=["fast", "balanced", "quality"])
     p.add_argument("--size", type=int, default=None, help="crop side (default 128; quick 96)")
     p.add_argument("--images", default=None,
-                   help=f"comma list of {', '.join(IMAGES)} (default all; quick cell,ihc)")
+                   help=f"comma list of {', '.join(KNOWN_IMAGES)} (default "
+                        f"{','.join(IMAGES)}; quick cell,ihc)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma list of the methods to run (default all: {', '.join(METHODS)}; "
+                        "dip_gat_true with --true-params)")
     p.add_argument("--peaks", default=None,
                    help="comma list of peak photon counts (default 10,30,100; quick 10,100)")
     p.add_argument("--gain", type=float, default=2.0, help="detector units per photon (2)")
@@ -295,8 +316,12 @@ def parse_args(argv=None):
     a.images = [s.strip() for s in (a.images or ",".join(IMAGES)).split(",") if s.strip()]
     a.peaks = [float(s) for s in (a.peaks or "10,30,100").split(",")]
     for name in a.images:
-        if name not in IMAGES:
-            p.error(f"--images: unknown image {name!r}; known: {', '.join(IMAGES)}")
+        if name not in KNOWN_IMAGES:
+            p.error(f"--images: unknown image {name!r}; known: {', '.join(KNOWN_IMAGES)}")
+    a.methods = [s.strip() for s in (a.methods or ",".join(METHODS)).split(",") if s.strip()]
+    for m in a.methods:
+        if m not in METHODS:
+            p.error(f"--methods: unknown method {m!r}; known: {', '.join(METHODS)}")
     if a.gain <= 0 or a.read_noise < 0 or any(pk <= 0 for pk in a.peaks):
         p.error("--gain and --peaks must be > 0, --read-noise >= 0")
     return a
@@ -341,7 +366,8 @@ def main(argv=None) -> int:
     print("\n# gain of the stabilised data term over the Gaussian one (dB)")
     for peak in args.peaks:
         parts = []
-        for a, b in (("dip_gat", "dip_gauss"), ("bm3d_gat", "bm3d_raw")):
+        for a, b in (("dip_auto", "dip_gauss"), ("dip_gat", "dip_gauss"),
+                     ("bm3d_gat", "bm3d_raw")):
             if (peak, a) in by and (peak, b) in by:
                 parts.append(f"{a} - {b}: {by[(peak, a)]['psnr'] - by[(peak, b)]['psnr']:+.2f}")
                 if by[(peak, a)]["psnr_oracle"] is not None:

@@ -85,3 +85,31 @@ def test_stop_rule_is_checked():
         restore(np.zeros((16, 16), np.float32), stop_rule="psychic")
     with pytest.raises(ValueError, match="stop_discrepancy"):
         restore(np.zeros((16, 16), np.float32), stop_discrepancy=0.0)
+
+
+def test_the_holdout_rule_keeps_the_lowest_error_on_pixels_kept_out_of_the_fit(camera_crop):
+    from napari_dip import make_config
+    from napari_dip.core.engine import validation_pixels
+
+    noisy = camera_crop + np.random.default_rng(4).normal(0, 25 / 255, camera_crop.shape)
+    noisy = noisy.astype(np.float32)
+    res = restore(noisy, steps=1500, stop_rule="holdout", stop_patience=100,
+                  reference=camera_crop, **KW)
+    assert any(n.startswith("stop rule: hold-out") for n in res.info.notes)
+    assert res.stop_reason.startswith("stopped: no new low of the error on hidden pixels")
+    assert res.steps < 1500 and res.best_step is not None
+    assert res.steps - res.best_step >= 100
+    noisy_psnr = 10 * np.log10(1 / np.mean((noisy - camera_crop) ** 2))
+    assert res.psnr > noisy_psnr + 3
+    # the held-out pixels were not fitted: the estimate is further from their data
+    cfg = make_config("dip", "fast", loss="mse", width=16, scales=3, snapshot_every=10,
+                      stop_rule="holdout")
+    val = validation_pixels(cfg, arrays.prepare(noisy), 0)[0]
+    assert 0.05 < val.mean() < 0.15
+    sq = (res.image - noisy) ** 2
+    assert sq[val].mean() > 1.1 * sq[~val].mean()
+    # other losses (here R2R, the fast preset's) do not hold pixels out
+    assert validation_pixels(make_config("dip", "fast", stop_rule="holdout"),
+                             arrays.prepare(noisy), 0) is None
+    with pytest.raises(ValueError, match="stop_holdout_share"):
+        restore(noisy, stop_rule="holdout", stop_holdout_share=0.9, **KW)

@@ -160,7 +160,8 @@ def iterate(
         Maximum number of steps (the preset's when None).
     auto_stop : bool, optional
         DIP: stop by itself (``stop_rule``: the discrepancy principle, or the
-        windowed-variance rule with a mask; on by default). Not used by SGLD.
+        windowed-variance rule with a mask, or the lowest error on held-out pixels with
+        ``stop_rule="holdout"``; on by default). Not used by SGLD.
     device : str or torch.device
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     seed : int, optional
@@ -258,10 +259,10 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
     "auto" is "poisson-gaussian" where ``gain`` or ``read_noise`` is given; for a DIP run
     that denoises a whole image with R2R (the fast and balanced presets without a mask),
     with its check on (``sure_max_trend`` > 0, as in the presets), it is
-    "poisson-gaussian" where the noise variance of the brightest tenth of the image's
-    pixels exceeds that of the darker half by more than ``sure_max_trend``
-    (:func:`arrays.noise_trend`: 0.58-1.44 on 294 cases of Gaussian noise of std 15-50,
-    1.20-30.7 on photon counts, benchmarks/bench_noise_trend.py). Without the transformation such a run falls back to
+    "poisson-gaussian" where the noise variance of the brighter half of the image exceeds
+    that of the darker half by more than ``sure_max_trend`` (:func:`arrays.noise_trend`:
+    0.83-1.42 on 81 images of 256x256 with Gaussian noise, 1.06-4.91 on photon counts,
+    benchmarks/bench_noise_trend.py). Without the transformation such a run falls back to
     the papers' loss on the raw values (:func:`~napari_dip.core.config.sure_fallback`); with
     it, R2R gained 1.3-2.0 dB on average at 10-100 photons on the microscopy benchmark
     (fast preset; balanced 1.0-2.8). Everything else stays "gaussian": masks (the estimate
@@ -282,8 +283,8 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
     if not trend > cfg.sure_max_trend:
         return "gaussian", None
     return "poisson-gaussian", (
-        f"noise: its variance grows with the signal ({trend:.2f}x from the darker half to "
-        f"the brightest tenth, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
+        f"noise: its variance grows with the signal ({trend:.2f}x from the darker to the "
+        f"brighter half, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
         f"variance-stabilised for the fit (noise_model='auto' chose 'poisson-gaussian'; "
         f"noise_model='gaussian' keeps the raw values)")
 

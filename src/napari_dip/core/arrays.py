@@ -235,7 +235,7 @@ def _diagonal_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bo
     """The finest diagonal differences of an engine-layout image ``(C, *spatial)`` (one
     per 2 x 2 block, 2 x 2 x 2 for volumes; scaled to keep the variance of white noise)
     and their blocks' means, flattened, leaving out blocks with a missing pixel and, with
-    ``clipped``, blocks with a pixel at the data's minimum or maximum."""
+    ``clipped``, blocks with a pixel at the known values' minimum or maximum."""
     d = data.astype(np.float64)
     m = d
     bad = np.zeros(d.shape, bool)
@@ -257,64 +257,25 @@ def _mad_variance(x: np.ndarray) -> float:
     return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
 
 
-# the brightest share of the pixels whose noise :func:`noise_trend` sets against the
-# darker half's: a tenth still finds the bright objects of a mostly dark image
-TREND_BRIGHT_SHARE = 0.1
-# fewer bright pixels than this (small or heavily clipped images) cannot tell a trend
-TREND_MIN_PIXELS = 256
-
-
 def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
     """How much the noise variance grows with the signal in an engine-layout image
-    ``(C, *spatial)``: the noise variance of the brightest tenth of its pixels
-    (:data:`TREND_BRIGHT_SHARE`) over that of the darker half, the pixels sorted by their
-    local mean. The noise is read from a high-pass residual that removes ramps and
-    axis-aligned edges (the product of second differences along every spatial axis, as
-    :func:`napari_dip.core.noise.estimate_poisson_gaussian` uses), with robust (median
-    absolute deviation) variances. Pixels whose support holds a missing pixel or a pixel
-    at the data's minimum or maximum are left out, and where the data are clipped (see
-    :func:`clipped_ends`) so are pixels near a clipped end, whose noise the clip cuts
-    short. About 1 for Gaussian noise of one variance; well above 1 for shot (Poisson)
-    noise. 1.0 where fewer than :data:`TREND_MIN_PIXELS` bright pixels are left."""
-    d, m = _unclipped_blocks(data, known, details=_highpass_details)
-    if d.size < TREND_MIN_PIXELS:
+    ``(C, *spatial)``: the variance of the finest diagonal differences (as in
+    :func:`noise_variance`) in the brighter half of the blocks over that in the darker
+    half, the blocks sorted by their mean. Blocks with a missing pixel or a pixel at the
+    known values' minimum or maximum are left out, and where the data are clipped (see
+    :func:`clipped_noise_variance`) so are blocks near a clipped end, whose noise the clip
+    cuts short. About 1 for Gaussian noise of one variance; well above 1 for shot
+    (Poisson) noise. 1.0 where too few blocks are left. (A check of the brightest tenth
+    against the darker half, on a high-pass residual, finds more photon counts but was
+    not adopted: benchmarks/RESULTS.md, "A more sensitive noise check".)"""
+    d, m = _unclipped_blocks(data, known)
+    if d.size < 64:
         return 1.0
-    dark = m <= np.median(m)
-    bright = m > np.quantile(m, 1.0 - TREND_BRIGHT_SHARE)
-    if bright.sum() < TREND_MIN_PIXELS:
-        return 1.0
-    dark_var = _mad_variance(d[dark])
-    if dark_var <= 0:
+    bright = m > np.median(m)
+    dark_var = _mad_variance(d[~bright])
+    if not bright.any() or dark_var <= 0:
         return 1.0
     return _mad_variance(d[bright]) / dark_var
-
-
-def _highpass_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """A unit-norm high-pass residual of an engine-layout image ``(C, *spatial)``: the
-    product of second differences ``[1, -2, 1] / sqrt(6)`` along every spatial axis of at
-    least 3 pixels, at every pixel whose 3 x 3 (x 3) support lies inside the image, and
-    the mean over that support, flattened; leaving out pixels whose support holds a
-    missing pixel and, with ``clipped``, a pixel at the data's minimum or maximum."""
-    d = data.astype(np.float64)
-    m = d
-    bad = np.zeros(d.shape, bool)
-    if known is not None:
-        bad |= np.broadcast_to(known, data.shape) <= 0
-    if clipped and not bad.all():
-        vals = d[~bad]  # the extremes of the known values
-        bad |= (d <= vals.min()) | (d >= vals.max())
-    for axis in range(1, d.ndim):
-        n = d.shape[axis]
-        if n < 3:
-            continue
-        lo, mid, hi = range(0, n - 2), range(1, n - 1), range(2, n)
-        d = (np.take(d, lo, axis=axis) - 2.0 * np.take(d, mid, axis=axis)
-             + np.take(d, hi, axis=axis)) / np.sqrt(6.0)
-        m = (np.take(m, lo, axis=axis) + np.take(m, mid, axis=axis)
-             + np.take(m, hi, axis=axis)) / 3.0
-        bad = np.take(bad, lo, axis=axis) | np.take(bad, mid, axis=axis) | np.take(bad, hi, axis=axis)
-    return d[~bad], m[~bad]
 
 
 def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
@@ -360,11 +321,12 @@ def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
 
 def _unclipped_blocks(data: np.ndarray, known: np.ndarray | None = None,
                       margin: float = 2.0, details: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_diagonal_details` without blocks that have a pixel at the data's minimum or
-    maximum and, where the values pile up at an end (:func:`clipped_ends`), without
+    """:func:`_diagonal_details` without blocks that have a pixel at the known values'
+    minimum or maximum and, where the values pile up at an end (:func:`clipped_ends`), without
     blocks whose mean lies within ``margin`` noise standard deviations of that end (the
     deviation found by iterating from the estimate over all unclipped blocks).
-    ``details``: the residual to use instead (:func:`_highpass_details`)."""
+    ``details``: another function like :func:`_diagonal_details` to take the residual
+    from."""
     d, m = (details or _diagonal_details)(data, known, clipped=True)
     low, high = clipped_ends(data, known)
     if not (low or high) or d.size < 16:

@@ -22,7 +22,7 @@ UPSAMPLE_MODES = ("bilinear", "nearest")
 PADDING_MODES = ("reflect", "zeros", "replicate")
 NORMS = ("batch", "instance", "none")
 PRECISIONS = ("float32", "bfloat16")
-STOP_RULES = ("discrepancy", "variance")
+STOP_RULES = ("discrepancy", "variance", "holdout")
 LOSSES = ("mse", "sure", "r2r", "holdout")
 # losses whose net takes the noisy image itself as its input (denoising without a mask)
 IMAGE_LOSSES = ("sure", "r2r")
@@ -79,7 +79,7 @@ class DIPConfig:
         ``loss="r2r"``, stop where the net's outputs for the image and for recorrupted
         copies of it drift apart (with ``r2r_draws`` 0: where its divergence at the image
         turns negative) (off: run all ``steps``). Not used by SURE, which runs its steps.
-    stop_rule : {"discrepancy", "variance"}
+    stop_rule : {"discrepancy", "variance", "holdout"}
         "discrepancy" (default): Morozov's discrepancy principle: stop at the first step
         whose estimate differs from the image on the known pixels by no more than
         ``stop_discrepancy`` times the noise variance estimated from the image (MAD of
@@ -88,11 +88,20 @@ class DIPConfig:
         and when that level is never reached, the windowed-variance rule applies.
         "variance": the windowed-variance rule (ES-WMV) only: the estimate at the minimum
         of the variance of the last ``stop_window`` outputs.
+        "holdout" (the papers' loss only, ``loss="mse"``): a fixed share of the known
+        pixels (``stop_holdout_share``) is kept out of the fit, and the error of the
+        estimate on them, which the fit cannot lower by following their noise, is
+        measured at every snapshot; the run keeps the estimate (the mean of the recent
+        checks') with the lowest such error and stops ``stop_patience`` steps after it.
+        Needs no noise level; the held-out pixels are predicted from their neighbours.
     stop_discrepancy : float
         The fraction of the estimated noise variance at which "discrepancy" stops (0.9:
         on the papers' configuration at 256x256, sigma 25, it landed 0.06 dB below the
         best step on average against 0.55 dB for the windowed variance;
         benchmarks/RESULTS.md).
+    stop_holdout_share : float
+        The share of the known pixels that ``stop_rule="holdout"`` keeps out of the fit
+        (0.1), in [0.01, 0.5].
     stop_window : int
         Number of recent outputs whose variance is tracked (W = 100).
     stop_patience : int
@@ -229,15 +238,13 @@ class DIPConfig:
         (21.8 against 21.4 dB; benchmarks/RESULTS.md), so the presets set no limit.
     sure_max_trend : float
         With ``loss="sure"``: run the papers' loss with the fast preset's settings instead,
-        with a note, where the noise variance of the brightest tenth of the image's
-        pixels exceeds that of the darker half by more than this factor
-        (``arrays.noise_trend``; 0: no check; the fast and balanced presets set 1.5).
-        SURE assumes one noise variance everywhere; on photon-counting (Poisson-Gaussian)
-        data it broke down, 3.6-4.7 dB below the papers' loss (benchmarks/RESULTS.md).
-        Gaussian noise of std 15-50 (in 255ths) read 0.58-1.44 on 294 cases, from 64x64
-        to 256x256; photon counts at 3-100 photons read 1.20-30.7, 32 of 40 cases above
-        1.5 (benchmarks/bench_noise_trend.py). Weak noise on strong texture can read above
-        it (std 5: 11 of 282 cases).
+        with a note, where the noise variance of the brighter half of the image exceeds
+        that of the darker half by more than this factor (``arrays.noise_trend``; 0: no
+        check; the fast and balanced presets set 1.5). SURE assumes one noise variance
+        everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3.6-4.7 dB
+        below the papers' loss (benchmarks/RESULTS.md). Gaussian noise of std 15-50 read
+        0.83-1.42 on 81 images of 256x256 (up to 2.44 in 64x64 crops), photon counts at
+        3-100 photons 1.06-4.91, 18 of 40 cases above 1.5 (benchmarks/bench_noise_trend.py).
         With the default ``noise_model="auto"`` (:func:`napari_dip.iterate`) an R2R run
         whose image reads above this factor is variance-stabilised instead and runs R2R
         on the transformed data; with a noise model other than "gaussian" a positive
@@ -350,6 +357,7 @@ class DIPConfig:
     auto_stop: bool = True
     stop_rule: str = "discrepancy"
     stop_discrepancy: float = 0.9
+    stop_holdout_share: float = 0.1
     stop_window: int = 100
     stop_patience: int = 1000
     stop_warmup: int = 300
@@ -745,6 +753,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "calibration_share": (0.0, 0.5),
     "stop_fit": (0.0, None),
     "stop_discrepancy": (0.0, 2.0),
+    "stop_holdout_share": (0.01, 0.5),
     "sure_max_noise": (0.0, 1.0),
     "sure_max_trend": (0.0, None),
     "r2r_alpha": (0.0, 10.0),

@@ -81,6 +81,22 @@ def held_out(cfg: SGLDConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | 
     return held if held.sum() >= MIN_HELD_OUT else None
 
 
+def validation_pixels(cfg: DIPConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | None:
+    """The known pixels a DIP run with ``stop_rule="holdout"`` keeps out of its fit to
+    measure its error (``cfg.stop_holdout_share`` of them, drawn with ``seed``; bool, the
+    shape of ``prep.known``, or ``(1, *spatial)`` without a mask), or None where the rule does not apply (not the papers' loss,
+    no automatic stop) or too few pixels would be held out (under MIN_HELD_OUT)."""
+    if (isinstance(cfg, SGLDConfig) or cfg.stop_rule != "holdout" or not cfg.auto_stop
+            or cfg.loss != "mse"):
+        return None
+    known = (prep.known > 0) if prep.known is not None else np.ones(
+        (1, *prep.data.shape[1:]), bool)
+    # a stream of its own, like held_out's
+    draw = np.random.default_rng([seed, 0x5707]).random(known.shape)
+    val = known & (draw < cfg.stop_holdout_share)
+    return val if val.sum() >= MIN_HELD_OUT else None
+
+
 @dataclass
 class RunInfo:
     """What a run was started with (for provenance)."""
@@ -224,8 +240,8 @@ def run(
         trend = arrays.noise_trend(prep.data, prep.known)
         if trend > cfg.sure_max_trend:
             fallback_note = sure_fallback_note(
-                f"the noise variance grows with the signal, {trend:.2f}x from the darker half "
-                f"to the brightest tenth, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
+                f"the noise variance grows with the signal, {trend:.2f}x from the darker to "
+                f"the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
                 f"assumes one variance; for photon counts see noise_model='poisson-gaussian'")
     if fallback_note is not None:
         cfg = sure_fallback(cfg)
@@ -242,6 +258,9 @@ def run(
         known_np = known_np * ~held
         held_noise = arrays.noise_variance(prep.data, prep.known)
         held_noise = held_noise if held_noise > MIN_NOISE_VARIANCE else 0.0
+    val = None if sgld else validation_pixels(cfg, prep, seed)  # the hold-out stop's pixels
+    if val is not None:
+        known_np = known_np * ~val
     weight_np = arrays.pad_array(known_np, pads, "zeros")
     weight_np = None if weight_np.all() else weight_np
     crop = (slice(None),) + arrays.crop_slices(spatial, pads)
@@ -373,6 +392,24 @@ def run(
             use_bf16 = False
             info.notes.append("precision: float32 (SURE's divergence term is a small "
                               "difference of two outputs, which bfloat16 would drown)")
+    val_t = None
+    val_den = 1.0
+    if rule == "holdout":
+        if val is None:
+            rule = "variance"
+            info.notes.append(
+                "stop rule: windowed variance (the hold-out rule is for the papers' loss "
+                "and needs at least 32 pixels to hold out)")
+        else:
+            val_t = torch.from_numpy(
+                arrays.pad_array(val.astype(np.float32), pads, "zeros"))[None].to(device)
+            val_den = float(val.sum()) * (channels if val.shape[0] == 1 else 1)
+            watch = HoldoutWatch(stop=True, patience=cfg.stop_patience)
+            info.notes.append(
+                f"stop rule: hold-out: {int(val.sum())} known pixels "
+                f"({cfg.stop_holdout_share:.0%}) are kept out of the fit; the run keeps the "
+                f"estimate with the lowest error on them and stops {cfg.stop_patience} "
+                f"steps after it")
     if rule == "discrepancy":
         if prep.known is not None:
             rule = "variance"
@@ -539,7 +576,7 @@ def run(
         elif stopper is not None:
             best = int(stopper.best_step.item())
             best = best + 1 if best >= 0 else None
-        elif hold:
+        elif hold or val_t is not None:
             best = watch.best_step
         elif watch is not None and watch.steps:
             best = watch.steps[-1]
@@ -764,7 +801,16 @@ def run(
         est = pred_all + shown * share * (target - pred_all)
         return watch.check(step, est[0], error, keep)
 
-    watch_check = holdout_check if hold else r2r_check
+    def validation_check() -> bool:
+        """The hold-out stop: the current estimate's mean squared error on the pixels kept
+        out of the fit; True where the watch says stop (see HoldoutWatch)."""
+        with torch.no_grad():
+            est = (ema if ema is not None else out_now).float()
+            error = float(((est - target).square() * val_t).sum()) / val_den
+        return watch.check(step, est[0].clone(), error)
+
+    watch_check = holdout_check if hold else (validation_check if val_t is not None
+                                              else r2r_check)
 
     def current_estimate(out: torch.Tensor) -> torch.Tensor:
         if watch is not None and watch.recent:

@@ -170,33 +170,6 @@ def test_noise_trend_tells_shot_noise_from_gaussian_noise(camera_crop):
     assert noise_trend(np.zeros((1, 4, 4))) == 1.0  # too few blocks to tell
 
 
-def test_noise_trend_needs_both_readings_to_see_a_trend():
-    # a 128x128 crop of coins with Gaussian noise (8-bit, std 15): the brighter half of
-    # its 2x2 blocks reads 1.53 (texture on the bright coins), the brightest tenth on the
-    # finer residual about 1.1; the check takes the smaller and stays below the limit
-    from skimage import data
-
-    from napari_dip.core import arrays
-
-    img = data.coins().astype(np.float64) / 255
-    r0, c0 = (img.shape[0] - 256) // 2, (img.shape[1] - 256) // 2
-    clean = img[r0:r0 + 256, c0:c0 + 256]
-    noisy = np.clip(np.rint((clean + np.random.default_rng(0).normal(0, 15 / 255, clean.shape))
-                            * 255), 0, 255)[64:192, 64:192]
-    x = arrays.prepare(noisy.astype(np.float32)).data
-    d, m = arrays._unclipped_blocks(x)
-    bright = m > np.median(m)
-    half = arrays._mad_variance(d[bright]) / arrays._mad_variance(d[~bright])
-    assert half > 1.5  # the first reading alone would call it photon counts
-    assert arrays.noise_trend(x) < 1.3
-    # photon counts on the same crop read above the limit
-    rng = np.random.default_rng(1)
-    counts = 100 + 2 * rng.poisson(30 * clean[64:192, 64:192]) + rng.normal(0, 3, (128, 128))
-    assert arrays.noise_trend(counts[None]) > 2.0
-    # too few pixels for the second reading: no trend
-    assert arrays.noise_trend(counts[None, :20, :20]) == 1.0
-
-
 def test_noise_trend_reads_the_known_values_only(camera_crop):
     # the values in the holes of a mask are not data: an extreme one there must not move
     # the data's minimum and maximum, whose blocks the check leaves out
@@ -205,7 +178,7 @@ def test_noise_trend_reads_the_known_values_only(camera_crop):
     rng = np.random.default_rng(0)
     img = camera_crop.astype(np.float64)
     counts = 2.0 * rng.poisson(100 * img) + rng.normal(0, 3, img.shape)
-    known = (rng.random(img.shape) > 0.02).astype(np.float32)
+    known = (rng.random(img.shape) > 0.1).astype(np.float32)
     base = noise_trend(counts[None], known[None])
     assert base > 1.5
     for fill in (1e6, -1e6):

@@ -259,10 +259,9 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
     "auto" is "poisson-gaussian" where ``gain`` or ``read_noise`` is given; for a DIP run
     that denoises a whole image with R2R (the fast and balanced presets without a mask),
     with its check on (``sure_max_trend`` > 0, as in the presets), it is
-    "poisson-gaussian" where the noise variance of the brighter pixels exceeds that of the
-    darker half by more than ``sure_max_trend`` on two readings (:func:`arrays.noise_trend`:
-    at most 1.28 on 81 images of 256x256 with Gaussian noise of std 15-50, none above 1.5
-    on 423 such cases down to 64x64; 1.06-4.91 on photon counts at 3-100 photons,
+    "poisson-gaussian" where the noise variance of the brighter half of the image exceeds
+    that of the darker half by more than ``sure_max_trend`` (:func:`arrays.noise_trend`:
+    0.83-1.42 on 81 images of 256x256 with Gaussian noise, 1.06-4.91 on photon counts,
     benchmarks/bench_noise_trend.py). Without the transformation such a run falls back to
     the papers' loss on the raw values (:func:`~napari_dip.core.config.sure_fallback`); with
     it, R2R gained 1.3-2.0 dB on average at 10-100 photons on the microscopy benchmark
@@ -285,7 +284,7 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
         return "gaussian", None
     return "poisson-gaussian", (
         f"noise: its variance grows with the signal ({trend:.2f}x from the darker to the "
-        f"brighter pixels, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
+        f"brighter half, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
         f"variance-stabilised for the fit (noise_model='auto' chose 'poisson-gaussian'; "
         f"noise_model='gaussian' keeps the raw values)")
 

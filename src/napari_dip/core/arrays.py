@@ -257,35 +257,17 @@ def _mad_variance(x: np.ndarray) -> float:
     return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
 
 
-# noise_trend's second reading: the brightest share of the pixels against the darker half
-TREND_BRIGHT_SHARE = 0.1
-# fewer bright pixels than this (small or heavily clipped images) give no second reading
-TREND_MIN_PIXELS = 64
-
-
 def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
     """How much the noise variance grows with the signal in an engine-layout image
-    ``(C, *spatial)``: the smaller of two readings, so that both must see it grow.
-
-    - The half split: the variance of the finest diagonal differences (as in
-      :func:`noise_variance`) in the brighter half of the 2x2 blocks over that in the
-      darker half, the blocks sorted by their mean.
-    - The tenth: the variance of a high-pass residual (the product of second differences
-      along every spatial axis, which removes ramps and axis-aligned edges) at the
-      brightest tenth of the pixels (:data:`TREND_BRIGHT_SHARE`) over that in the darker
-      half, the pixels sorted by the mean over the residual's support; read only where
-      at least :data:`TREND_MIN_PIXELS` bright pixels are left.
-
-    Variances are robust (median absolute deviation). Blocks with a missing pixel or a
-    pixel at the known values' minimum or maximum are left out, and where the data are
-    clipped (see :func:`clipped_noise_variance`) so are blocks near a clipped end, whose
-    noise the clip cuts short. About 1 for Gaussian noise of one variance; well above 1
-    for shot (Poisson) noise. 1.0 where too few pixels are left for either reading
-    (small or heavily clipped images: choose the noise model there yourself). Each
-    reading alone can rise on Gaussian noise where structure leaks into it, in different
-    places: in small crops the half split read up to 2.44 at noise std 15-50, the tenth
-    up to 1.83; both together, never above 1.5 there, and every photon-count case that
-    the half split found stayed found (benchmarks/bench_noise_trend.py)."""
+    ``(C, *spatial)``: the variance of the finest diagonal differences (as in
+    :func:`noise_variance`) in the brighter half of the blocks over that in the darker
+    half, the blocks sorted by their mean. Blocks with a missing pixel or a pixel at the
+    known values' minimum or maximum are left out, and where the data are clipped (see
+    :func:`clipped_noise_variance`) so are blocks near a clipped end, whose noise the clip
+    cuts short. About 1 for Gaussian noise of one variance; well above 1 for shot
+    (Poisson) noise. 1.0 where too few blocks are left. (A check of the brightest tenth
+    against the darker half, on a high-pass residual, finds more photon counts but was
+    not adopted: benchmarks/RESULTS.md, "Two other noise checks".)"""
     d, m = _unclipped_blocks(data, known)
     if d.size < 64:
         return 1.0
@@ -293,51 +275,7 @@ def noise_trend(data: np.ndarray, known: np.ndarray | None = None) -> float:
     dark_var = _mad_variance(d[~bright])
     if not bright.any() or dark_var <= 0:
         return 1.0
-    half = _mad_variance(d[bright]) / dark_var
-    tenth = _trend_tenth(data, known)
-    return 1.0 if tenth is None else min(half, tenth)
-
-
-def _trend_tenth(data: np.ndarray, known: np.ndarray | None) -> float | None:
-    """:func:`noise_trend`'s second reading, or None with too few bright pixels."""
-    d, m = _unclipped_blocks(data, known, details=_highpass_details)
-    if d.size < TREND_MIN_PIXELS:
-        return None
-    dark = m <= np.median(m)
-    bright = m > np.quantile(m, 1.0 - TREND_BRIGHT_SHARE)
-    if bright.sum() < TREND_MIN_PIXELS:
-        return None
-    dark_var = _mad_variance(d[dark])
-    return _mad_variance(d[bright]) / dark_var if dark_var > 0 else None
-
-
-def _highpass_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """A unit-norm high-pass residual of an engine-layout image ``(C, *spatial)``: the
-    product of second differences ``[1, -2, 1] / sqrt(6)`` along every spatial axis of at
-    least 3 pixels, at every pixel whose 3 x 3 (x 3) support lies inside the image, and
-    the mean over that support, flattened; leaving out pixels whose support holds a
-    missing pixel and, with ``clipped``, a pixel at the known values' minimum or maximum."""
-    d = data.astype(np.float64)
-    m = d
-    bad = np.zeros(d.shape, bool)
-    if known is not None:
-        bad |= np.broadcast_to(known, data.shape) <= 0
-    if clipped and not bad.all():
-        vals = d[~bad]  # the extremes of the known values
-        bad |= (d <= vals.min()) | (d >= vals.max())
-    for axis in range(1, d.ndim):
-        n = d.shape[axis]
-        if n < 3:
-            continue
-        lo, mid, hi = range(0, n - 2), range(1, n - 1), range(2, n)
-        d = (np.take(d, lo, axis=axis) - 2.0 * np.take(d, mid, axis=axis)
-             + np.take(d, hi, axis=axis)) / np.sqrt(6.0)
-        m = (np.take(m, lo, axis=axis) + np.take(m, mid, axis=axis)
-             + np.take(m, hi, axis=axis)) / 3.0
-        bad = (np.take(bad, lo, axis=axis) | np.take(bad, mid, axis=axis)
-               | np.take(bad, hi, axis=axis))
-    return d[~bad], m[~bad]
+    return _mad_variance(d[bright]) / dark_var
 
 
 def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
@@ -387,7 +325,8 @@ def _unclipped_blocks(data: np.ndarray, known: np.ndarray | None = None,
     minimum or maximum and, where the values pile up at an end (:func:`clipped_ends`), without
     blocks whose mean lies within ``margin`` noise standard deviations of that end (the
     deviation found by iterating from the estimate over all unclipped blocks).
-    ``details``: the residual to use instead (:func:`_highpass_details`)."""
+    ``details``: another function like :func:`_diagonal_details` to take the residual
+    from."""
     d, m = (details or _diagonal_details)(data, known, clipped=True)
     low, high = clipped_ends(data, known)
     if not (low or high) or d.size < 16:

@@ -238,13 +238,12 @@ class DIPConfig:
         (21.8 against 21.4 dB; benchmarks/RESULTS.md), so the presets set no limit.
     sure_max_trend : float
         With ``loss="sure"``: run the papers' loss with the fast preset's settings instead,
-        with a note, where the noise variance of the brighter pixels exceeds that of the
-        darker half by more than this factor on two readings (``arrays.noise_trend``; 0:
-        no check; the fast and balanced presets set 1.5). SURE assumes one noise variance
+        with a note, where the noise variance of the brighter half of the image exceeds
+        that of the darker half by more than this factor (``arrays.noise_trend``; 0: no
+        check; the fast and balanced presets set 1.5). SURE assumes one noise variance
         everywhere; on photon-counting (Poisson-Gaussian) data it broke down, 3.6-4.7 dB
         below the papers' loss (benchmarks/RESULTS.md). Gaussian noise of std 15-50 read
-        at most 1.28 on 81 images of 256x256 and none above 1.5 on 423 cases down to
-        64x64 crops (the brighter half alone, before: up to 2.44 there); photon counts at
+        0.83-1.42 on 81 images of 256x256 (up to 2.44 in 64x64 crops), photon counts at
         3-100 photons 1.06-4.91, 18 of 40 cases above 1.5 (benchmarks/bench_noise_trend.py).
         With the default ``noise_model="auto"`` (:func:`napari_dip.iterate`) an R2R run
         whose image reads above this factor is variance-stabilised instead and runs R2R

@@ -241,7 +241,7 @@ def run(
         if trend > cfg.sure_max_trend:
             fallback_note = sure_fallback_note(
                 f"the noise variance grows with the signal, {trend:.2f}x from the darker to "
-                f"the brighter pixels, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
+                f"the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
                 f"assumes one variance; for photon counts see noise_model='poisson-gaussian'")
     if fallback_note is not None:
         cfg = sure_fallback(cfg)

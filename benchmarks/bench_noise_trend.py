@@ -8,8 +8,10 @@ first. Beside it, in the same run, a more sensitive check that was tried and not
 ("tenth"): the noise variance of the brightest tenth of the pixels over that of the
 darker half, read from the high-pass residual of the noise-curve estimate (the product of
 second differences along both axes; clipped pixels and their 3x3 support left out;
-1.0 where fewer than 256 bright pixels are left); and the smaller of the two ("both";
-the tenth with at least 64 bright pixels, 1.0 without). Prints all three for:
+1.0 where fewer than 256 bright pixels are left); the smaller of the two ("both";
+the tenth with at least 64 bright pixels, 1.0 without); and the half split of
+integer-valued data dithered by uniform noise one count wide ("dithered"), whose median
+absolute deviation is then not quantised. Prints all four for:
 
 - Gaussian noise on the CPU time-budget images (``bench_cpu_target.py``: uint8, clipped;
   its ten grey images and nine of other kinds) and the quality benchmark's images
@@ -96,11 +98,24 @@ def both(data: np.ndarray, half: float) -> float:
     return min(half, tenth(data, least=64))
 
 
-def reading(img, channel_axis=None) -> tuple[float, float, float]:
-    """(tenth, half split, both) of an image."""
+def dithered(img) -> np.ndarray:
+    """Integer-valued data plus uniform noise of one count's width (seed 0) away from
+    their minimum and maximum, so that the median absolute deviation is not quantised;
+    other data as they are."""
+    img = np.asarray(img, np.float64)
+    if not np.array_equal(img, np.round(img)):
+        return img
+    # the values at the extremes stay, so that clipped pixels are still found there
+    inner = (img > img.min()) & (img < img.max())
+    return img + inner * np.random.default_rng(0).uniform(-0.5, 0.5, img.shape)
+
+
+def reading(img, channel_axis=None) -> tuple[float, float, float, float]:
+    """(tenth, half split, both, half split of the dithered data) of an image."""
     prep = arrays.prepare(np.asarray(img, np.float32), channel_axis=channel_axis)
     half = arrays.noise_trend(prep.data)
-    return tenth(prep.data), half, both(prep.data, half)
+    dith = arrays.prepare(dithered(img).astype(np.float32), channel_axis=channel_axis)
+    return tenth(prep.data), half, both(prep.data, half), arrays.noise_trend(dith.data)
 
 
 def main():
@@ -144,19 +159,20 @@ def main():
             for peak in (5, 10, 30, 100):
                 y = np.random.default_rng(0).poisson(clean * peak).astype(np.float64)
                 rows.append(("counts, pure", f"{name} {size} peak {peak}", reading(y)))
-    print(f"{'noise':12s} {'image':30s} {'tenth':>6s} {'half':>6s} {'both':>6s}  (* half "
-          f"split, the check, above {limit:g}: R2R stabilises the image first, SURE falls "
-          f"back to the papers' loss; 'tenth' and 'both': checks that were tried)")
-    for kind, name, (value, old, two) in rows:
-        print(f"{kind:12s} {name:30s} {value:6.2f} {old:6.2f} {two:6.2f}"
+    print(f"{'noise':12s} {'image':30s} {'tenth':>6s} {'half':>6s} {'both':>6s} {'dith':>6s}  "
+          f"(* half split, the check, above {limit:g}: R2R stabilises the image first, SURE "
+          f"falls back to the papers' loss; 'tenth', 'both' and 'dith' (the half split of "
+          f"integer data dithered by one count): checks that were tried)")
+    for kind, name, (value, old, two, dith) in rows:
+        print(f"{kind:12s} {name:30s} {value:6.2f} {old:6.2f} {two:6.2f} {dith:6.2f}"
               f"{'  *' if old > limit else ''}")
     print(f"\nrange per kind, and how many read above {limit:g}")
     print(f"{'noise':12s} {'cases':>5s} {'tenth':>11s} {'above':>5s} {'half split':>11s} "
-          f"{'above':>5s} {'both':>11s} {'above':>5s}")
+          f"{'above':>5s} {'both':>11s} {'above':>5s} {'dithered':>11s} {'above':>5s}")
     for kind in dict.fromkeys(k for k, _, _ in rows):
         v = np.array([x for k, _, x in rows if k == kind])
         cols = " ".join(f"{v[:, j].min():5.2f}-{v[:, j].max():<5.2f} "
-                        f"{int((v[:, j] > limit).sum()):5d}" for j in range(3))
+                        f"{int((v[:, j] > limit).sum()):5d}" for j in range(4))
         print(f"{kind:12s} {len(v):5d} {cols}")
 
 

@@ -54,12 +54,7 @@ def _highpass_details(data: np.ndarray, known, *, clipped: bool = False):
     holds a missing pixel or (``clipped``) one at the known values' minimum or maximum."""
     d = data.astype(np.float64)
     m = d
-    bad = np.zeros(d.shape, bool)
-    if known is not None:
-        bad |= np.broadcast_to(known, data.shape) <= 0
-    if clipped and not bad.all():
-        vals = d[~bad]
-        bad |= (d <= vals.min()) | (d >= vals.max())
+    bad = arrays.left_out(d, known, clipped=clipped)
     for axis in range(1, d.ndim):
         n = d.shape[axis]
         if n < 3:

@@ -355,6 +355,14 @@ def test_poisson_gaussian_noise_model(tmp_path, capsys):
     assert "--gain" in capsys.readouterr().err
 
 
+def test_the_noise_model_choices_are_the_engines():
+    # the command line keeps its own copy (it must not import torch to parse arguments)
+    from napari_dip import cli
+    from napari_dip.core.api import NOISE_MODELS
+
+    assert cli.NOISE_MODELS == NOISE_MODELS
+
+
 def test_photon_counts_are_stabilised_by_default(tmp_path):
     """The default noise model ("auto") reads shot noise in a file and stabilises it;
     ``--noise-model gaussian`` keeps the raw values."""

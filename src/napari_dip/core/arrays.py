@@ -230,6 +230,20 @@ def crop_slices(spatial: tuple[int, ...], pads: list[tuple[int, int]]) -> tuple[
     return tuple(slice(a, a + s) for s, (a, _) in zip(spatial, pads))
 
 
+def left_out(data: np.ndarray, known: np.ndarray | None, *, clipped: bool = False
+             ) -> np.ndarray:
+    """The pixels of an engine-layout image ``(C, *spatial)`` that a noise reading leaves
+    out, as a boolean array of its shape: the missing ones (``known`` <= 0) and, with
+    ``clipped``, those at the known values' minimum or maximum."""
+    bad = np.zeros(data.shape, bool)
+    if known is not None:
+        bad |= np.broadcast_to(known, data.shape) <= 0
+    if clipped and not bad.all():
+        vals = data[~bad]  # the extremes of the known values
+        bad |= (data <= vals.min()) | (data >= vals.max())
+    return bad
+
+
 def _diagonal_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bool = False
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The finest diagonal differences of an engine-layout image ``(C, *spatial)`` (one
@@ -238,12 +252,7 @@ def _diagonal_details(data: np.ndarray, known: np.ndarray | None, *, clipped: bo
     ``clipped``, blocks with a pixel at the known values' minimum or maximum."""
     d = data.astype(np.float64)
     m = d
-    bad = np.zeros(d.shape, bool)
-    if known is not None:
-        bad |= np.broadcast_to(known, data.shape) <= 0
-    if clipped and not bad.all():
-        vals = d[~bad]  # the extremes of the known values
-        bad |= (d <= vals.min()) | (d >= vals.max())
+    bad = left_out(d, known, clipped=clipped)
     for axis in range(1, d.ndim):
         later, earlier = range(1, d.shape[axis]), range(0, d.shape[axis] - 1)
         d = (np.take(d, later, axis=axis) - np.take(d, earlier, axis=axis)) / np.sqrt(2.0)

@@ -74,27 +74,30 @@ def held_out(cfg: SGLDConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | 
     pixels (under MIN_HELD_OUT held out)."""
     if prep.known is None or cfg.calibration_share <= 0:
         return None
-    known = prep.known > 0
-    # a stream of its own: a mask drawn with default_rng(seed) must not be the same draw
-    draw = np.random.default_rng([seed, 0xCA1]).random(known.shape)
-    held = known & (draw < cfg.calibration_share)
-    return held if held.sum() >= MIN_HELD_OUT else None
+    return _draw_known(prep, cfg.calibration_share, seed, 0xCA1)
+
+
+def _draw_known(prep: arrays.Prepared, share: float, seed: int, stream: int
+                ) -> np.ndarray | None:
+    """``share`` of the known pixels of ``prep`` (all pixels without a mask), drawn with
+    ``seed`` from a stream of their own (``stream``: a mask drawn with
+    ``default_rng(seed)`` must not be the same draw); bool, the shape of ``prep.known``
+    or ``(1, *spatial)``; None under MIN_HELD_OUT pixels."""
+    known = (prep.known > 0) if prep.known is not None else np.ones(
+        (1, *prep.data.shape[1:]), bool)
+    drawn = known & (np.random.default_rng([seed, stream]).random(known.shape) < share)
+    return drawn if drawn.sum() >= MIN_HELD_OUT else None
 
 
 def validation_pixels(cfg: DIPConfig, prep: arrays.Prepared, seed: int) -> np.ndarray | None:
     """The known pixels a DIP run with ``stop_rule="holdout"`` keeps out of its fit to
-    measure its error (``cfg.stop_holdout_share`` of them, drawn with ``seed``; bool, the
-    shape of ``prep.known``, or ``(1, *spatial)`` without a mask), or None where the rule does not apply (not the papers' loss,
-    no automatic stop) or too few pixels would be held out (under MIN_HELD_OUT)."""
+    measure its error (``cfg.stop_holdout_share`` of them, see :func:`_draw_known`), or
+    None where the rule does not apply (not the papers' loss, no automatic stop) or too
+    few pixels would be held out."""
     if (isinstance(cfg, SGLDConfig) or cfg.stop_rule != "holdout" or not cfg.auto_stop
             or cfg.loss != "mse"):
         return None
-    known = (prep.known > 0) if prep.known is not None else np.ones(
-        (1, *prep.data.shape[1:]), bool)
-    # a stream of its own, like held_out's
-    draw = np.random.default_rng([seed, 0x5707]).random(known.shape)
-    val = known & (draw < cfg.stop_holdout_share)
-    return val if val.sum() >= MIN_HELD_OUT else None
+    return _draw_known(prep, cfg.stop_holdout_share, seed, 0x5707)
 
 
 @dataclass
@@ -258,7 +261,7 @@ def run(
         known_np = known_np * ~held
         held_noise = arrays.noise_variance(prep.data, prep.known)
         held_noise = held_noise if held_noise > MIN_NOISE_VARIANCE else 0.0
-    val = None if sgld else validation_pixels(cfg, prep, seed)  # the hold-out stop's pixels
+    val = validation_pixels(cfg, prep, seed)  # the hold-out stop's pixels
     if val is not None:
         known_np = known_np * ~val
     weight_np = arrays.pad_array(known_np, pads, "zeros")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -83,6 +84,12 @@ CONFIGS = {
     "sure": ("fast", dict(loss="sure")),
     # R2R variants: the recorruption's strength, a constant lr, no divergence stop
     "r2r-a0.3": ("fast", dict(r2r_alpha=0.3)),
+    "r2r-a1": ("fast", dict(r2r_alpha=1.0)),
+    "r2r-a2": ("fast", dict(r2r_alpha=2.0)),
+    "r2r-a2-d8": ("fast", dict(r2r_alpha=2.0, r2r_draws=8)),
+    # the presets' strength before it was set by the image's signal-to-noise ratio
+    "fast-a0.5": ("fast", dict(r2r_alpha=0.5)),
+    "balanced-a0.5": ("balanced", dict(r2r_alpha=0.5)),
     "r2r-const": ("fast", dict(lr_final=1.0)),
     "r2r-nostop": ("fast", dict(auto_stop=False)),
     "r2r-w24-400": ("fast", dict(width=24, steps=400)),
@@ -161,6 +168,16 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
     return at, snap, trace, trace[-2] if staged else None
 
 
+def r2r_strength(noisy, device="cpu"):
+    """The R2R run's note on its recorruption strength for this image (what the fast
+    preset chooses with ``r2r_alpha=None``), read from a one-step run."""
+    options = {"channel_axis": -1} if noisy.ndim == 3 else {}
+    res = napari_dip.restore(noisy, preset="fast", steps=1, refine="off", seed=0,
+                             device=device, **options)
+    found = [re.search(r"alpha [^)]*", n) for n in res.info.notes if "loss: R2R" in n]
+    return found[0].group(0) if found and found[0] else "no R2R run"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="fast,fast-mse")
@@ -175,8 +192,16 @@ def main(argv=None):
     ap.add_argument("--colour", action="store_true",
                     help="keep colour images' three channels (CBM3D as the peer)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--alphas", action="store_true",
+                    help="only print the R2R strength each image gets (r2r_alpha=None)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.alphas:
+        for image in args.images.split(","):
+            noisy, _ = test_image(image, sigma=args.sigma, colour=args.colour)
+            print(f"{image:18s} sigma {args.sigma:g}: {r2r_strength(noisy, args.device)}",
+                  flush=True)
+        return 0
     try:
         import bm3d
     except ImportError:

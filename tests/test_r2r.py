@@ -3,12 +3,16 @@ fit of one re-noised copy of it to another, and a stop where the net's outputs f
 and for re-noised copies of it drift apart (or, without those copies, where its divergence
 at the image turns negative)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from napari_dip import iterate, make_config, restore
-from napari_dip.core.config import sure_fallback
+from napari_dip.core.arrays import variance_ratio
+from napari_dip.core.config import recorruption_strength, sure_fallback
+from napari_dip.core.engine import image_noise_variance, r2r_strength
 from napari_dip.core.stopping import DRIFT_GATE, DivergenceWatch
 from napari_dip.core.tiling import estimate_memory
 
@@ -21,7 +25,7 @@ def _psnr(a, b):
 
 def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     cfg = make_config("dip", "fast")
-    assert cfg.loss == "r2r" and cfg.r2r_alpha == 0.5 and cfg.steps == 600
+    assert cfg.loss == "r2r" and cfg.r2r_alpha is None and cfg.steps == 600
     res = restore(noisy_crop, steps=80, reference=camera_crop, **KW)
     assert res.info.config.loss == "r2r"
     notes = " ".join(res.info.notes)
@@ -48,6 +52,57 @@ def test_the_fast_preset_denoises_with_r2r(noisy_crop, camera_crop):
     assert all(s.drift is None for s in iterate(noisy_crop, steps=20, r2r_draws=0, **KW))
     assert all(s.divergence is None and s.drift is None
                for s in iterate(noisy_crop, steps=20, loss="sure", **KW))
+
+
+def test_the_recorruption_strength_follows_the_signal_to_noise_ratio(noisy_crop, camera_crop):
+    """r2r_alpha=None (the default) sets alpha from the image's variance as a multiple of
+    its noise variance: R2R's 0.5 at 2.5 and above, 2 at 1.5 and below, falling between."""
+    assert recorruption_strength(1.0) == 2.0 and recorruption_strength(1.5) == 2.0
+    assert recorruption_strength(2.5) == 0.5 and recorruption_strength(40.0) == 0.5
+    assert recorruption_strength(float("inf")) == 0.5
+    between = [recorruption_strength(r) for r in (1.6, 1.9, 2.2, 2.4)]
+    assert all(a > b for a, b in zip(between, between[1:]))
+    assert 0.5 < between[-1] and between[0] < 2.0
+    # geometric in the ratio: 1 (the geometric mean of 0.5 and 2) at the ratios' own
+    assert recorruption_strength(np.sqrt(1.5 * 2.5)) == pytest.approx(1.0)
+    # the measure: about 1 for pure noise, 1 + the signal's variance over the noise's
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.1, (1, 96, 96))
+    assert 0.9 < variance_ratio(noise, 0.01) < 1.1
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, 96), (1, 96, 96))
+    expected = 1.0 + float(np.var(ramp)) / 0.01
+    assert abs(variance_ratio(ramp + noise, 0.01) - expected) < 0.05 * expected
+    # each channel about its own mean: channels at other levels read as one
+    shifted = np.concatenate([noise, noise[:, ::-1] + 5.0])
+    assert abs(variance_ratio(shifted, 0.01) - variance_ratio(noise, 0.01)) < 1e-9
+    assert variance_ratio(noise, 0.0) == float("inf")
+    # a run on an image well above its noise keeps 0.5: the same run as asking for it
+    def chosen(res):
+        found = re.search(r"alpha ([0-9.]+), set by the image's variance, ([0-9.]+) x",
+                          " ".join(res.info.notes))
+        return float(found.group(1)), float(found.group(2))
+
+    sharp = restore(noisy_crop, steps=20, **KW)
+    alpha, ratio = chosen(sharp)
+    assert alpha == 0.5 and 5.0 < ratio < 8.0
+    assert np.array_equal(sharp.image, restore(noisy_crop, steps=20, r2r_alpha=0.5,
+                                               **KW).image)
+    # a faint image (a tenth of the camera's contrast) under the same noise gets 2, and
+    # its loss, less the target's extra variance for that alpha (sigma^2 (1 + 1/4)),
+    # estimates an error far below the noise variance, as it should
+    clean = 0.5 + 0.1 * (camera_crop - camera_crop.mean())
+    faint = (clean + rng.normal(0.0, 25 / 255, clean.shape)).astype(np.float32)
+    res = restore(faint, steps=60, reference=clean, **KW)
+    alpha, ratio = chosen(res)
+    assert alpha == 2.0 and ratio <= 1.5
+    given = restore(faint, steps=60, reference=clean, r2r_alpha=2.0, **KW)
+    assert np.array_equal(res.image, given.image)
+    assert "alpha 2)" in " ".join(given.info.notes)  # given, not set by the run
+    weak = restore(faint, steps=60, reference=clean, r2r_alpha=0.5, **KW)
+    assert not np.array_equal(res.image, weak.image)
+    sigma2 = (25 / 255 / (float(faint.max()) - float(faint.min()))) ** 2
+    assert abs(float(np.mean(res.losses[-30:]))) < 0.2 * sigma2
+    assert abs(float(np.mean(weak.losses[-30:]))) < 0.2 * sigma2
 
 
 def test_r2r_loss_estimates_the_error_to_the_clean_image(noisy_crop, camera_crop):
@@ -304,3 +359,24 @@ def test_r2r_in_tiles(noisy_crop, camera_crop):
     assert tiled.info.tiles is not None and tiled.info.tiles["tiles"] > 1
     assert tiled.image.shape == noisy_crop.shape
     assert tiled.psnr > _psnr(noisy_crop, camera_crop) + 2
+    # the tiles share one recorruption strength, read from the whole image, as a run
+    # without tiles reads it; the tiles are given it and do not read their own
+    notes = " ".join(tiled.info.notes)
+    shared = re.search(r"tiles: R2R's alpha ([0-9.]+) for every tile, set by the whole "
+                       r"image's variance, ([0-9.]+) x", notes)
+    assert shared is not None and "alpha 0.5, set by the image's variance" not in notes
+    whole = restore(noisy_crop, steps=1, refine="off", **KW)
+    assert (f"alpha {shared.group(1)}, set by the image's variance, {shared.group(2)} x"
+            in " ".join(whole.info.notes))
+    # a faint half would read a low ratio alone, but every tile gets the whole image's
+    # strength (the notes end with the last tile's, which lies in the faint half)
+    half = noisy_crop.copy()
+    half[:, 32:] = 0.5 + 0.05 * (camera_crop[:, 32:] - 0.5) + (noisy_crop - camera_crop)[:, 32:]
+    right = half[None, :, 32:].astype(np.float64)
+    right_var = image_noise_variance(right, make_config("dip", "fast"))[0]
+    assert r2r_strength(right, right_var)[0] == 2.0
+    mixed = restore(half, steps=10, tile_size=32, tile_overlap=8, **KW)
+    notes = " ".join(mixed.info.notes)
+    alpha = float(re.search(r"tiles: R2R's alpha ([0-9.]+) for every tile", notes).group(1))
+    given = re.findall(r"recorrupted-to-recorrupted, alpha ([0-9.]+)\)", notes)
+    assert alpha < 2.0 and given and abs(float(given[-1]) - alpha) < 0.01 * alpha

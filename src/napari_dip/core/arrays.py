@@ -298,6 +298,25 @@ def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
     return _mad_variance(d)
 
 
+def variance_ratio(data: np.ndarray, noise_var: float,
+                   known: np.ndarray | None = None) -> float:
+    """The variance of an engine-layout image ``(C, *spatial)`` over its known values, each
+    channel about its own mean and the channels averaged, as a multiple of ``noise_var``
+    (a signal-to-noise measure: 1 for pure noise, the signal's variance over the noise's
+    plus 1 otherwise); inf where ``noise_var`` is not positive."""
+    if not noise_var > 0:
+        return float("inf")
+    mask = None if known is None else np.broadcast_to(known, data.shape) > 0
+    per_channel = []
+    for c in range(data.shape[0]):
+        vals = data[c] if mask is None else data[c][mask[c]]
+        if vals.size > 1:
+            per_channel.append(float(np.var(vals, dtype=np.float64)))
+    if not per_channel:
+        return float("inf")
+    return float(np.mean(per_channel)) / float(noise_var)
+
+
 def clipped_ends(data: np.ndarray, known: np.ndarray | None = None,
                  min_fraction: float = 1e-3) -> tuple[bool, bool]:
     """Whether the values of an engine-layout image pile up at its minimum and at its

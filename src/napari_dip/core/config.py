@@ -212,12 +212,22 @@ class DIPConfig:
         a text mask, in about 90 s each (benchmarks/RESULTS.md); on the noisy camera (sigma
         25, 50 % lost) it came level with the papers' loss (26.52 against 26.39 dB) in a
         third of the time (84 against 252 s).
-    r2r_alpha : float
-        With ``loss="r2r"``: the recorruption's strength alpha (0.5, as in its paper): the
-        net's input carries noise of std sigma sqrt(1 + alpha^2) and its target std
-        sigma sqrt(1 + 1 / alpha^2). On the 256x256 camera at sigma 25 (600 steps, an
-        early form of the loop) 0.3 and 0.7 gave within 0.05 dB of 0.5, and 1.0 0.16 dB
-        less.
+    r2r_alpha : float or None
+        With ``loss="r2r"``: the recorruption's strength alpha, in (0, 10]: the net's
+        input carries noise of std sigma sqrt(1 + alpha^2) and its target std
+        sigma sqrt(1 + 1 / alpha^2). None (default) sets it from the image
+        (``recorruption_strength``): 0.5, as in R2R's paper, where the image's variance is
+        at least 2.5 times its noise variance, 2 where it is at most 1.5 times, and
+        between them on a geometric scale (tiles share the whole image's). A stronger
+        recorruption gives the net noisier inputs, so that it smooths more and learns
+        less of this one image's noise. With the fast preset on two CPU cores the rule
+        gained 1.84 dB on average at 5 photons (128x128 crops; above GAT + BM3D on every
+        one) and 0.72 at 10, and 0.15 dB on ten 256x256 grey images at sigma 50, but
+        textures lost there (grass 0.85, gravel 0.53 dB); at sigma 25 three of the ten
+        change (+0.05 dB on average) and six other images lost 0.12 dB on average
+        (benchmarks/RESULTS.md, "R2R's recorruption strength"). On the 256x256 camera at
+        sigma 25 (600 steps, an early form of the loop) 0.3 and 0.7 gave within 0.05 dB
+        of 0.5, and 1.0 0.16 dB less.
     r2r_draws : int
         With ``loss="r2r"``: at every snapshot the estimate is the mean of the net's
         outputs for this many recorrupted copies of the image, the inputs the net is
@@ -375,7 +385,7 @@ class DIPConfig:
     sure_max_trend: float = 0.0
     sure_clipping: str = "impute"
     colour_width: int = 0
-    r2r_alpha: float = 0.5
+    r2r_alpha: float | None = None
     r2r_draws: int = 2
     holdout_share: float = 0.2
     gap_blend: str = "off"
@@ -575,6 +585,33 @@ def refine_share(noise_std: float) -> float:
     return float(min(1.0, max(0.0, 5.0 * (noise_std - 0.06))))
 
 
+# R2R's recorruption strength where r2r_alpha is None: R2R_ALPHA[0] (R2R's paper's 0.5)
+# where the image's variance is at least R2R_RATIO[1] times its noise variance, R2R_ALPHA[1]
+# where it is at most R2R_RATIO[0] times, geometric between. At low ratios a fit with 0.5
+# learns the image's noise within a few dozen steps. Two CPU cores, the fast preset, against
+# 0.5 (benchmarks/RESULTS.md, "R2R's recorruption strength"): photon counts on 128x128
+# crops +1.84 dB on average at 5 photons (above GAT + BM3D on every crop) and +0.72 at 10;
+# the ten 256x256 grey images of the CPU table +0.05 dB at sigma 25 and +0.15 at sigma 50,
+# where textures lost (grass -0.85, gravel -0.53); six other grey images +0.57 at sigma 50
+# (among those the thresholds were chosen on) and -0.12 at sigma 25 (not; a dark sky -0.86,
+# stopped early).
+R2R_ALPHA = (0.5, 2.0)
+R2R_RATIO = (1.5, 2.5)
+
+
+def recorruption_strength(ratio: float) -> float:
+    """R2R's recorruption strength alpha for ``r2r_alpha=None``, given the image's
+    variance as a multiple of its noise variance (``arrays.variance_ratio``): 2 at or
+    below 1.5, 0.5 at or above 2.5, and between them geometric in the ratio (1 at 1.94)."""
+    lo, hi = R2R_RATIO
+    if not ratio < hi:
+        return R2R_ALPHA[0]
+    if ratio <= lo:
+        return R2R_ALPHA[1]
+    t = math.log(hi / ratio) / math.log(hi / lo)  # 0 at hi, 1 at lo
+    return float(R2R_ALPHA[0] * (R2R_ALPHA[1] / R2R_ALPHA[0]) ** t)
+
+
 def check_loss(cfg: DIPConfig, masked: bool) -> None:
     """Refuse SURE or R2R for an image with missing pixels, which only the squared error
     and the hold-out fit fill."""
@@ -762,7 +799,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
     "refine_hard_share": (0.0, 1.0),
     "time_limit": (0.0, None),
 }
-_OPTIONAL = ("refine_blend",)  # None: chosen by the run
+_OPTIONAL = ("refine_blend", "r2r_alpha")  # None: chosen by the run
 _CHOICES: dict[str, tuple[str, ...]] = {
     "upsample": UPSAMPLE_MODES,
     "padding": PADDING_MODES,
@@ -810,7 +847,7 @@ def _validate(cfg: DIPConfig) -> None:
                 raise TypeError(f"{name}: expected True or False, got {value!r}")
     if cfg.lr <= 0:
         raise ValueError(f"lr: expected a number > 0, got {cfg.lr!r}")
-    if cfg.r2r_alpha <= 0:
+    if cfg.r2r_alpha is not None and cfg.r2r_alpha <= 0:
         raise ValueError(f"r2r_alpha: expected a number in (0, 10], got {cfg.r2r_alpha!r}")
     if cfg.stop_discrepancy <= 0:
         raise ValueError(f"stop_discrepancy: expected a number in (0, 2], got "

@@ -20,7 +20,7 @@ import torch
 
 from . import arrays
 from .config import (IMAGE_LOSSES, DIPConfig, SGLDConfig, check_loss, net_config,
-                     refine_share, sure_fallback, sure_fallback_note)
+                     recorruption_strength, refine_share, sure_fallback, sure_fallback_note)
 from .device import device_name, is_out_of_memory, make_generator, release
 from .nets import Members, SkipNet, axis_levels, make_input
 from .optim import Backtracker, FlatAdam
@@ -200,6 +200,27 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
+def image_noise_variance(data: np.ndarray, cfg: DIPConfig) -> tuple[float, tuple[bool, bool]]:
+    """The noise variance that a SURE or R2R run reads from an engine-layout image whose
+    every pixel is known, and whether its values pile up at its low and high ends: with
+    ``sure_clipping="impute"``, read away from clipped ends (the plain estimate reads low
+    on clipped data)."""
+    var = arrays.noise_variance(data)
+    ends = (False, False)
+    if cfg.sure_clipping == "impute":
+        ends = arrays.clipped_ends(data)
+        if any(ends):
+            var = arrays.clipped_noise_variance(data)
+    return var, ends
+
+
+def r2r_strength(data: np.ndarray, noise_var: float) -> tuple[float, float]:
+    """R2R's recorruption strength for ``r2r_alpha=None`` and the ratio it comes from: the
+    image's variance as a multiple of ``noise_var`` (see ``recorruption_strength``)."""
+    ratio = arrays.variance_ratio(data, noise_var)
+    return recorruption_strength(ratio), ratio
+
+
 def run(
     prep: arrays.Prepared,
     cfg: DIPConfig,
@@ -228,12 +249,10 @@ def run(
     sure = cfg.loss == "sure"
     r2r = cfg.loss == "r2r"
     hold = cfg.loss == "holdout"  # the net predicts known pixels hidden from it
-    sure_var = arrays.noise_variance(prep.data) if own else None  # also the stop rule's
+    sure_var = None  # the noise variance of SURE and R2R, also the stop rule's
     clip_ends = (False, False)
-    if own and cfg.sure_clipping == "impute":
-        clip_ends = arrays.clipped_ends(prep.data)
-        if any(clip_ends):  # the plain estimate reads low on clipped data
-            sure_var = arrays.clipped_noise_variance(prep.data)
+    if own:
+        sure_var, clip_ends = image_noise_variance(prep.data, cfg)
     fallback_note = None
     if own and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
         fallback_note = sure_fallback_note(
@@ -364,13 +383,21 @@ def run(
         info.notes.append(
             f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
             f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
+    alpha = 0.0  # R2R's recorruption strength
     if r2r:
         watch = DivergenceWatch(stop=cfg.auto_stop, draws=cfg.r2r_draws,
                                 noise_var=float(sure_var))
         what = (f"the mean of its outputs for {cfg.r2r_draws} recorrupted copies of the image"
                 if cfg.r2r_draws else "the net's output for the image")
+        if cfg.r2r_alpha is None:
+            alpha, ratio = r2r_strength(prep.data, float(sure_var))
+            chosen = (f"alpha {alpha:.2g}, set by the image's variance, {ratio:.2f} x its "
+                      f"noise variance")
+        else:
+            alpha = float(cfg.r2r_alpha)
+            chosen = f"alpha {alpha:g}"
         info.notes.append(
-            f"loss: R2R (recorrupted-to-recorrupted, alpha {cfg.r2r_alpha:g}), noise std "
+            f"loss: R2R (recorrupted-to-recorrupted, {chosen}), noise std "
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 (f"stops where the net's outputs for the image and for the copies drift "
@@ -457,9 +484,9 @@ def run(
 
     # R2R: the net's input y + alpha s z and its target y - s z / alpha, z the step's noise;
     # the loss, less the target's extra variance, estimates the MSE to the clean image
-    r2r_in = float(cfg.r2r_alpha * np.sqrt(sure_var)) if r2r else 0.0
-    r2r_out = float(np.sqrt(sure_var) / cfg.r2r_alpha) if r2r else 0.0
-    r2r_offset = float(sure_var * (1.0 + 1.0 / cfg.r2r_alpha ** 2)) if r2r else 0.0
+    r2r_in = float(alpha * np.sqrt(sure_var)) if r2r else 0.0
+    r2r_out = float(np.sqrt(sure_var) / alpha) if r2r else 0.0
+    r2r_offset = float(sure_var * (1.0 + 1.0 / alpha ** 2)) if r2r else 0.0
 
     def hold_predict(visible: torch.Tensor, net_fn, mixed: bool = True) -> torch.Tensor:
         """The net's prediction, member by member ``(1, K * C, ...)``, from the pixels

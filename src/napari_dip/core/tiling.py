@@ -12,6 +12,7 @@ left. A run that still runs out of memory is restarted with tiles half the size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -371,6 +372,16 @@ def _run_tiles(
     overlap = plan.overlap
     check_tiles(plan, prep.known)
     sgld = isinstance(cfg, SGLDConfig)
+    if cfg.loss == "r2r" and cfg.r2r_alpha is None and prep.known is None:
+        # one strength for every tile, from the whole image: a tile of background alone
+        # would read a low signal-to-noise ratio and be smoothed more than its neighbours
+        alpha, ratio = engine.r2r_strength(prep.data, engine.image_noise_variance(prep.data,
+                                                                                  cfg)[0])
+        cfg = dataclasses.replace(cfg, r2r_alpha=alpha)
+        shared = (f"tiles: R2R's alpha {alpha:.2g} for every tile, set by the whole image's "
+                  f"variance, {ratio:.2f} x its noise variance")
+        if shared not in notes:
+            notes.append(shared)
     mosaic = Mosaic(plan, channels)
     var_mosaic = Mosaic(plan, channels) if sgld else None
     info = None

@@ -224,7 +224,7 @@ class DIPConfig:
         gained 1.84 dB on average at 5 photons (128x128 crops; above GAT + BM3D on every
         one) and 0.72 at 10, and 0.15 dB on ten 256x256 grey images at sigma 50, but
         textures lost there (grass 0.85, gravel 0.53 dB); at sigma 25 three of the ten
-        change (+0.05 dB on average) and six other images lost 0.12 dB on average
+        change (+0.05 dB on average) and six other images lost 0.11 dB on average
         (benchmarks/RESULTS.md, "R2R's recorruption strength"). On the 256x256 camera at
         sigma 25 (600 steps, an early form of the loop) 0.3 and 0.7 gave within 0.05 dB
         of 0.5, and 1.0 0.16 dB less.
@@ -593,7 +593,7 @@ def refine_share(noise_std: float) -> float:
 # crops +1.84 dB on average at 5 photons (above GAT + BM3D on every crop) and +0.72 at 10;
 # the ten 256x256 grey images of the CPU table +0.05 dB at sigma 25 and +0.15 at sigma 50,
 # where textures lost (grass -0.85, gravel -0.53); six other grey images +0.57 at sigma 50
-# (among those the thresholds were chosen on) and -0.12 at sigma 25 (not; a dark sky -0.86,
+# (among those the thresholds were chosen on) and -0.11 at sigma 25 (not; a dark sky -0.86,
 # stopped early).
 R2R_ALPHA = (0.5, 2.0)
 R2R_RATIO = (1.5, 2.5)

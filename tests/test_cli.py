@@ -226,6 +226,34 @@ def test_multipage_tiff_frames_and_volume(tmp_path, capsys):
     np.testing.assert_array_equal(read_image(again / "stack_dip.tif").data, results["frames"][1])
 
 
+def test_the_frames_of_a_stack_share_one_r2r_strength(tmp_path):
+    """Frames restored one by one get one R2R strength, from the median of their
+    signal-to-noise ratios: a sharp frame among faint ones is smoothed like them."""
+    from skimage import data as skdata
+
+    from napari_dip import make_config
+    from napari_dip.core.api import choose_r2r_alpha_for_frames
+
+    cam = skdata.camera()[180:244, 200:264].astype(np.float64)
+    rng = np.random.default_rng(0)
+    sharp = np.clip(cam + rng.normal(0, 25, cam.shape), 0, 255)
+    faint = np.clip(128 + 0.1 * (cam - cam.mean()) + rng.normal(0, 25, cam.shape), 0, 255)
+    stack = np.stack([faint, faint, sharp]).astype(np.float32)
+    cfg = make_config("dip", "fast", steps=10, width=8, scales=2)
+    assert choose_r2r_alpha_for_frames([sharp, sharp], cfg) == 0.5  # alone: 0.5
+    assert choose_r2r_alpha_for_frames(list(stack), cfg) == 2.0
+    tifffile.imwrite(tmp_path / "mix.tif", stack, photometric="minisblack")
+    assert main([str(tmp_path / "mix.tif"), "-o", str(tmp_path / "out"), *FAST,
+                 "--stack", "frames", "-q"]) == 0
+    side = json.loads((tmp_path / "out" / "mix_dip.json").read_text())
+    assert side["run"]["items"] == 3 and side["config"]["r2r_alpha"] == 2.0
+    # a strength given is kept
+    assert main([str(tmp_path / "mix.tif"), "-o", str(tmp_path / "given"), *FAST,
+                 "--stack", "frames", "-q", "--option", "r2r_alpha=0.7"]) == 0
+    side = json.loads((tmp_path / "given" / "mix_dip.json").read_text())
+    assert side["config"]["r2r_alpha"] == 0.7
+
+
 def test_rgb_png_jpeg_and_float_output(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

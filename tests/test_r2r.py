@@ -353,6 +353,29 @@ def test_the_frames_of_a_stack_share_one_noise_model(camera_crop):
     assert noise_model_for_frames(counts, preset="fast", loss="mse") == "gaussian"
 
 
+def test_the_frames_of_a_stack_share_one_r2r_strength(noisy_crop, camera_crop):
+    """Frames restored one by one get one R2R strength: the median of their ratios."""
+    from napari_dip.core.api import choose_r2r_alpha_for_frames, r2r_alpha_for_frames
+
+    rng = np.random.default_rng(1)
+    faint = (0.5 + 0.1 * (camera_crop - camera_crop.mean())
+             + rng.normal(0, 25 / 255, camera_crop.shape)).astype(np.float32)
+    cfg = make_config("dip", "fast")
+    assert choose_r2r_alpha_for_frames([noisy_crop], cfg) is None  # its run decides
+    assert choose_r2r_alpha_for_frames([noisy_crop, noisy_crop, faint], cfg) == 0.5
+    assert choose_r2r_alpha_for_frames([faint, faint, noisy_crop], cfg) == 2.0
+    broken = faint.copy()
+    broken[0, 0] = np.nan  # cannot be restored: not read, its own run reports it
+    assert choose_r2r_alpha_for_frames([noisy_crop, broken, broken], cfg) == 0.5
+    assert choose_r2r_alpha_for_frames([faint, faint],
+                                       make_config("dip", "fast", r2r_alpha=0.7)) == 0.7
+    assert choose_r2r_alpha_for_frames([faint, faint], make_config("dip", "fast",
+                                                                   loss="mse")) is None
+    # iterate's keyword arguments, as the widget gives them
+    assert r2r_alpha_for_frames([faint, faint], preset="fast", seed=0, steps=5) == 2.0
+    assert r2r_alpha_for_frames([faint, faint], preset="fast", loss="sure") is None
+
+
 def test_r2r_in_tiles(noisy_crop, camera_crop):
     tiled = restore(noisy_crop, steps=40, tile_size=32, tile_overlap=8, reference=camera_crop,
                     **KW)

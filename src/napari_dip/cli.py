@@ -636,6 +636,7 @@ class PreparedJob:
     seed: int
     t0: float
     noise: dict[str, Any] = field(default_factory=dict)  # the noise model's arguments
+    shared: dict[str, Any] = field(default_factory=dict)  # settings the items share
 
 
 def _run_job(job: Job, settings: Settings, reporter: _Reporter) -> Outcome:
@@ -691,10 +692,20 @@ def _prepare_job(job: Job, settings: Settings) -> PreparedJob:
             items, settings.cfg, channel_axis=layout.item_channel_axis, masks=masks,
             noise_model=noise.get("noise_model", "auto"), gain=noise.get("gain"),
             read_noise=noise.get("read_noise"))
+    shared: dict[str, Any] = {}
+    if len(items) > 1 and settings.cfg.r2r_alpha is None and all(m is None for m in masks):
+        from .core.api import choose_r2r_alpha_for_frames
+
+        alpha_r2r = choose_r2r_alpha_for_frames(  # one R2R strength for every frame
+            items, settings.cfg, channel_axis=layout.item_channel_axis,
+            noise_model=noise.get("noise_model", "auto"), gain=noise.get("gain"),
+            read_noise=noise.get("read_noise"))
+        if alpha_r2r is not None:
+            shared["r2r_alpha"] = alpha_r2r
     return PreparedJob(job=job, source=source, input_info=input_info, reference=reference,
                        channel_axis=channel_axis, alpha=alpha, layout=layout, items=items,
                        masks=masks, ref_items=ref_items, mask_info=mask_info, seed=seed, t0=t0,
-                       noise=noise)
+                       noise=noise, shared=shared)
 
 
 def _item_kwargs(prep: PreparedJob, index: int, settings: Settings) -> dict[str, Any]:
@@ -703,7 +714,7 @@ def _item_kwargs(prep: PreparedJob, index: int, settings: Settings) -> dict[str,
                 channel_axis=prep.layout.item_channel_axis, device=settings.device,
                 seed=prep.seed, reference=prep.ref_items[index],
                 output_dtype=settings.output_dtype, keep_known=settings.keep_known,
-                memory_budget=settings.memory_budget, **prep.noise)
+                memory_budget=settings.memory_budget, **prep.noise, **prep.shared)
 
 
 def _run_items(prep: PreparedJob, settings: Settings, reporter: _Reporter) -> list[Any]:

@@ -409,6 +409,25 @@ def test_the_frames_of_a_photon_count_movie_share_one_noise_model(qtbot, viewer,
     assert md["noise_model"]["model"] == "poisson-gaussian"  # the last frame's too
 
 
+def test_the_frames_of_a_movie_share_one_r2r_strength(qtbot, viewer, dock):
+    """Frames restored one by one get one R2R strength, from the median of their
+    signal-to-noise ratios (two faint frames against a sharp one: 2 for all three)."""
+    from skimage import data as skdata
+
+    cam = skdata.camera()[180:244, 200:264].astype(np.float64)
+    rng = np.random.default_rng(0)
+    sharp = np.clip(cam + rng.normal(0, 25, cam.shape), 0, 255)
+    faint = [np.clip(128 + 0.1 * (cam - cam.mean()) + rng.normal(0, 25, cam.shape), 0, 255)
+             for _ in range(2)]
+    viewer.add_image(np.stack([*faint, sharp]).astype(np.float32), name="movie")
+    dock.mode.value = "frames"
+    configure(dock, steps=10, every=5)
+    run_to_end(qtbot, dock)
+    md = viewer.layers["movie [DIP]"].metadata
+    assert md["frames_done"] == 3
+    assert md["config"]["r2r_alpha"] == 2.0  # the sharp last frame's too
+
+
 def test_a_mask_switches_the_presets_between_r2r_and_holdout(qtbot, viewer, dock):
     viewer.add_image(tiny_image(), name="img")
     dock.mask_layer.value = None

@@ -33,7 +33,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 
 from ..core import make_config, run_metadata
-from ..core.api import noise_model_for_frames
+from ..core.api import noise_model_for_frames, r2r_alpha_for_frames
 from ..core.device import device_name, resolve_device, resolve_seed
 from . import layers as _layers
 from .worker import (
@@ -673,6 +673,11 @@ class DIPWidget(Container):
                 opts["noise_model"] = noise_model_for_frames(
                     _Pieces(request), masks=None if mask is None else _Pieces(request, True),
                     channel_axis=plan.frame_channel_axis, **opts)
+                if mask is None and opts.get("r2r_alpha") is None:  # one R2R strength too
+                    alpha = r2r_alpha_for_frames(_Pieces(request),
+                                                 channel_axis=plan.frame_channel_axis, **opts)
+                    if alpha is not None:
+                        opts["r2r_alpha"] = alpha
             first = request.engine(0)  # checks every argument now
             if spec is not None:  # the tasks make their own engines
                 first.close()

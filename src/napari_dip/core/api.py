@@ -10,7 +10,7 @@ import numpy as np
 
 from . import arrays, engine, noise, tiling
 from .config import (DIPConfig, SGLDConfig, check_loss, config_from_dict, for_noise_model,
-                     make_config)
+                     make_config, recorruption_strength)
 from .device import resolve_device, resolve_seed
 from .engine import RunInfo, Snapshot
 
@@ -319,6 +319,43 @@ def choose_noise_model_for_frames(frames: Any, cfg: DIPConfig, *,
     return "poisson-gaussian" if 2 * votes >= counted else "gaussian"
 
 
+def choose_r2r_alpha_for_frames(frames: Any, cfg: DIPConfig, *,
+                                channel_axis: int | None = None, noise_model: Any = "auto",
+                                gain: Any = None, read_noise: Any = None,
+                                most: int = 8) -> float | None:
+    """One recorruption strength for the frames (or slices) of a stack that are restored
+    one by one with R2R, so that they are smoothed alike: where ``cfg`` leaves it to the
+    run (``r2r_alpha=None``) and there are several frames, the strength for the median of
+    the signal-to-noise ratios of up to ``most`` frames, evenly spaced, each read on the
+    data its run would see (variance-stabilised where ``noise_model``, the frames'
+    shared choice, says so; see :func:`engine.r2r_strength`). Otherwise
+    ``cfg.r2r_alpha`` as it is (None: each run reads its own). Frames that cannot be
+    restored, or whose runs would not use R2R, are not read."""
+    if (cfg.method != "dip" or cfg.loss != "r2r" or cfg.r2r_alpha is not None
+            or len(frames) < 2):
+        return cfg.r2r_alpha
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(most, len(frames))).round()
+                      ).astype(int)
+    ratios = []
+    for k in picks:  # frames may be lazy: only these are read
+        try:
+            prep = arrays.prepare(frames[k], channel_axis=channel_axis)
+            model, _ = choose_noise_model(prep, cfg, noise_model, gain, read_noise)
+            run_cfg, _ = for_noise_model(cfg, model)
+            if model != "gaussian" or gain is not None or read_noise is not None:
+                prep = _stabilise(prep, model, gain, read_noise)[1]
+        except (TypeError, ValueError):  # a frame that cannot be restored fails in its run
+            continue
+        if run_cfg.loss != "r2r" or (run_cfg.sure_max_trend > 0 and arrays.noise_trend(
+                prep.data) > run_cfg.sure_max_trend):  # its run falls back to the papers' loss
+            continue
+        var, _ = engine.image_noise_variance(prep.data, run_cfg)
+        ratios.append(engine.r2r_strength(prep.data, var)[1])
+    if not ratios:
+        return None
+    return recorruption_strength(float(np.median(ratios)))
+
+
 def noise_model_for_frames(frames: Any, *, masks: Any = None, channel_axis: int | None = None,
                            **kwargs: Any) -> Any:
     """:func:`choose_noise_model_for_frames` for :func:`iterate`'s keyword arguments (the
@@ -329,6 +366,16 @@ def noise_model_for_frames(frames: Any, *, masks: Any = None, channel_axis: int 
         frames, cfg, channel_axis=channel_axis, masks=masks,
         noise_model=own.get("noise_model", "auto"), gain=own.get("gain"),
         read_noise=own.get("read_noise"))
+
+
+def r2r_alpha_for_frames(frames: Any, *, channel_axis: int | None = None,
+                         **kwargs: Any) -> float | None:
+    """:func:`choose_r2r_alpha_for_frames` for :func:`iterate`'s keyword arguments (give
+    the frames' shared ``noise_model``), as the widget gives them for every frame."""
+    cfg, own = split_iterate_kwargs(kwargs)
+    return choose_r2r_alpha_for_frames(
+        frames, cfg, channel_axis=channel_axis, noise_model=own.get("noise_model", "auto"),
+        gain=own.get("gain"), read_noise=own.get("read_noise"))
 
 
 #: the arguments of :func:`iterate` that choose its configuration

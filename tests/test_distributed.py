@@ -303,6 +303,29 @@ def test_restore_many_tiles_match_a_tiled_restore(client):
     assert result.info.tiles["tiles"] == 4 and result.steps == 40
 
 
+def test_restore_many_r2r_tiles_share_the_whole_images_strength(client):
+    """R2R tiles cut on the client get the whole image's recorruption strength, as a
+    tiled run on one machine gives them: the same result, bit for bit."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    ramp = np.tile(np.linspace(0.0, 1.0, 44), (40, 1))
+    image = (ramp + rng.normal(0, 0.3, ramp.shape)).astype(np.float32)  # ratio about 2
+    tiled = dict(TINY, tile_size=24, tile_overlap=4)
+    (result,) = napari_dip.restore_many([image], cluster=client, threads=1, **tiled)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = napari_dip.restore(image, **tiled)
+    finally:
+        torch.set_num_threads(threads)
+    alpha = result.info.config.r2r_alpha
+    assert alpha is not None and 0.5 < alpha < 2.0  # set once, from the whole image
+    assert f"tiles: R2R's alpha {alpha:.2g} for every tile" in " ".join(expected.info.notes)
+    np.testing.assert_array_equal(result.image, expected.image)
+    assert result.info.tiles["tiles"] == 4
+
+
 # ------------------------------------------------------- a worker killed mid-batch
 def _spawned_children() -> set[int]:
     import psutil

@@ -539,6 +539,14 @@ class TiledImage:
 
         self.prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis,
                                    reference=reference)
+        if (getattr(cfg, "loss", None) == "r2r" and cfg.r2r_alpha is None
+                and self.prep.known is None):
+            from .core import engine
+
+            # one R2R strength for every tile, from the whole image, as a tiled run on one
+            # machine takes it (core.tiling)
+            noise_var, _ = engine.image_noise_variance(self.prep.data, cfg)
+            cfg = cfg.replace(r2r_alpha=engine.r2r_strength(self.prep.data, noise_var)[0])
         self.cfg = cfg
         self.seed = seed
         self.output_dtype = output_dtype
@@ -1102,7 +1110,8 @@ def _run_cli_jobs(conn: Connection, jobs: list[Any], settings: Any,
                     spatial = _spatial_shape(item, kwargs.get("channel_axis"))
                     if tiles_wanted(settings.cfg, spatial, kwargs, image=item):
                         tiled = TiledImage(
-                            item, settings.cfg, mask=kwargs.get("mask"),
+                            item, settings.cfg.replace(**prep.shared) if prep.shared else
+                            settings.cfg, mask=kwargs.get("mask"),
                             channel_axis=kwargs.get("channel_axis"),
                             reference=kwargs.get("reference"), seed=prep.seed,
                             output_dtype=kwargs.get("output_dtype"),

@@ -350,6 +350,8 @@ def choose_r2r_alpha_for_frames(frames: Any, cfg: DIPConfig, *,
                 prep.data) > run_cfg.sure_max_trend):  # its run falls back to the papers' loss
             continue
         var, _ = engine.image_noise_variance(prep.data, run_cfg)
+        if 0 < run_cfg.sure_max_noise < np.sqrt(var):  # so does it here
+            continue
         ratios.append(engine.r2r_strength(prep.data, var)[1])
     if not ratios:
         return None

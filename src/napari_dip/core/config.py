@@ -219,7 +219,8 @@ class DIPConfig:
         (``recorruption_strength``): 0.5, as in R2R's paper, where the image's variance is
         at least 2.5 times its noise variance, 2 where it is at most 1.5 times, and
         between them on a geometric scale (tiles share the whole image's, the frames of a
-        stack restored one by one the median of theirs). A stronger
+        stack restored one by one the strength for the median of their ratios). A
+        stronger
         recorruption gives the net noisier inputs, so that it smooths more and learns
         less of this one image's noise. With the fast preset on two CPU cores the rule
         gained 1.84 dB on average at 5 photons (128x128 crops; above GAT + BM3D on every

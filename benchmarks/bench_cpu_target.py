@@ -87,6 +87,7 @@ CONFIGS = {
     "r2r-a1": ("fast", dict(r2r_alpha=1.0)),
     "r2r-a2": ("fast", dict(r2r_alpha=2.0)),
     "r2r-a2-d8": ("fast", dict(r2r_alpha=2.0, r2r_draws=8)),
+    "fast-d8": ("fast", dict(r2r_draws=8)),
     # the presets' strength before it was set by the image's signal-to-noise ratio
     "fast-a0.5": ("fast", dict(r2r_alpha=0.5)),
     "balanced-a0.5": ("balanced", dict(r2r_alpha=0.5)),

@@ -250,21 +250,14 @@ def test_a_failed_task_is_retried_once(client, tmp_path):
 
 
 def test_restore_many_in_order_and_as_completed(client, tmp_path):
-    import torch
-
     images = [_noisy((16, 16), seed=i) for i in range(3)]
     rgb = tmp_path / "rgb.png"
     iio.imwrite(rgb, _noisy((16, 16, 3), seed=7), plugin="pillow", extension=".png")
     results = napari_dip.restore_many([*images, str(rgb)], cluster=client, threads=1, **TINY)
     assert [r.image.shape for r in results] == [(16, 16)] * 3 + [(16, 16, 3)]
     assert all(r.info.seed == 3 and r.steps == 10 and len(r.losses) == 10 for r in results)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for image, result in zip(images, results):
-            np.testing.assert_array_equal(napari_dip.restore(image, **TINY).image, result.image)
-    finally:
-        torch.set_num_threads(threads)
+    for image, result in zip(images, results):
+        np.testing.assert_array_equal(_restore_on_one_thread(image, **TINY).image, result.image)
     # cluster=None: the current client (the fixture's)
     seen = [i for i, _ in napari_dip.restore_as_completed(images, **TINY)]
     assert sorted(seen) == [0, 1, 2]
@@ -283,21 +276,26 @@ def test_restore_many_in_order_and_as_completed(client, tmp_path):
         napari_dip.restore_many(images, cluster=client, masks=[None], **TINY)
 
 
-def test_restore_many_tiles_match_a_tiled_restore(client):
+def _restore_on_one_thread(image, **kwargs):
+    """napari_dip.restore here with one torch thread, as the workers run."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return napari_dip.restore(image, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_restore_many_tiles_match_a_tiled_restore(client):
     image = np.random.default_rng(1).random((40, 44)).astype(np.float32)
     mask = np.zeros(image.shape, bool)
     mask[18:23, 20:26] = True  # a hole across the tiles' overlaps
     tiled = dict(TINY, tile_size=24, tile_overlap=4, mask=mask, keep_known=True)
     (result,) = napari_dip.restore_many([image], cluster=client, threads=1, masks=mask,
                                         **{k: v for k, v in tiled.items() if k != "mask"})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        expected = napari_dip.restore(image, **tiled)
-    finally:
-        torch.set_num_threads(threads)
+    expected = _restore_on_one_thread(image, **tiled)
     np.testing.assert_array_equal(result.image, expected.image)  # same blend: no new seams
     np.testing.assert_array_equal(result.image[~mask], image[~mask])  # known pixels kept
     assert result.info.tiles["tiles"] == 4 and result.steps == 40
@@ -306,19 +304,12 @@ def test_restore_many_tiles_match_a_tiled_restore(client):
 def test_restore_many_r2r_tiles_share_the_whole_images_strength(client):
     """R2R tiles cut on the client get the whole image's recorruption strength, as a
     tiled run on one machine gives them: the same result, bit for bit."""
-    import torch
-
     rng = np.random.default_rng(2)
     ramp = np.tile(np.linspace(0.0, 1.0, 44), (40, 1))
     image = (ramp + rng.normal(0, 0.3, ramp.shape)).astype(np.float32)  # ratio about 2
     tiled = dict(TINY, tile_size=24, tile_overlap=4)
     (result,) = napari_dip.restore_many([image], cluster=client, threads=1, **tiled)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        expected = napari_dip.restore(image, **tiled)
-    finally:
-        torch.set_num_threads(threads)
+    expected = _restore_on_one_thread(image, **tiled)
     alpha = result.info.config.r2r_alpha
     assert alpha is not None and 0.5 < alpha < 2.0  # set once, from the whole image
     assert f"tiles: R2R's alpha {alpha:.2g} for every tile" in " ".join(expected.info.notes)

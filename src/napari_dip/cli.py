@@ -693,7 +693,7 @@ def _prepare_job(job: Job, settings: Settings) -> PreparedJob:
             noise_model=noise.get("noise_model", "auto"), gain=noise.get("gain"),
             read_noise=noise.get("read_noise"))
     shared: dict[str, Any] = {}
-    if len(items) > 1 and settings.cfg.r2r_alpha is None and all(m is None for m in masks):
+    if len(items) > 1 and all(m is None for m in masks):
         from .core.api import choose_r2r_alpha_for_frames
 
         alpha_r2r = choose_r2r_alpha_for_frames(  # one R2R strength for every frame

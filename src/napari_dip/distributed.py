@@ -539,15 +539,7 @@ class TiledImage:
 
         self.prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis,
                                    reference=reference)
-        if (getattr(cfg, "loss", None) == "r2r" and cfg.r2r_alpha is None
-                and self.prep.known is None):
-            from .core import engine
-
-            # one R2R strength for every tile, from the whole image, as a tiled run on one
-            # machine takes it (core.tiling)
-            noise_var, _ = engine.image_noise_variance(self.prep.data, cfg)
-            cfg = cfg.replace(r2r_alpha=engine.r2r_strength(self.prep.data, noise_var)[0])
-        self.cfg = cfg
+        self.cfg, _ = tiling.whole_image_strength(self.prep, cfg)  # as a local tiled run
         self.seed = seed
         self.output_dtype = output_dtype
         self.keep_known = keep_known

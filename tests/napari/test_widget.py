@@ -400,13 +400,18 @@ def test_the_frames_of_a_photon_count_movie_share_one_noise_model(qtbot, viewer,
     ramp = np.tile(np.linspace(0.0, 1.0, 32), (32, 1))
     shot = [100 + 2 * rng.poisson(100 * ramp) + rng.normal(0, 3, ramp.shape) for _ in range(2)]
     flat = 100 + 2 * rng.poisson(20, ramp.shape) + rng.normal(0, 3, ramp.shape)
-    viewer.add_image(np.stack([*shot, flat]).astype(np.uint16), name="movie")
+    md = _restore_movie(qtbot, viewer, dock, np.stack([*shot, flat]).astype(np.uint16))
+    assert md["frames_done"] == 3
+    assert md["noise_model"]["model"] == "poisson-gaussian"  # the last frame's too
+
+
+def _restore_movie(qtbot, viewer, dock, movie):
+    """Restore ``movie`` frame by frame (10 steps each); the result layer's metadata."""
+    viewer.add_image(movie, name="movie")
     dock.mode.value = "frames"
     configure(dock, steps=10, every=5)
     run_to_end(qtbot, dock)
-    md = viewer.layers["movie [DIP]"].metadata
-    assert md["frames_done"] == 3
-    assert md["noise_model"]["model"] == "poisson-gaussian"  # the last frame's too
+    return viewer.layers["movie [DIP]"].metadata
 
 
 def test_the_frames_of_a_movie_share_one_r2r_strength(qtbot, viewer, dock):
@@ -419,11 +424,7 @@ def test_the_frames_of_a_movie_share_one_r2r_strength(qtbot, viewer, dock):
     sharp = np.clip(cam + rng.normal(0, 25, cam.shape), 0, 255)
     faint = [np.clip(128 + 0.1 * (cam - cam.mean()) + rng.normal(0, 25, cam.shape), 0, 255)
              for _ in range(2)]
-    viewer.add_image(np.stack([*faint, sharp]).astype(np.float32), name="movie")
-    dock.mode.value = "frames"
-    configure(dock, steps=10, every=5)
-    run_to_end(qtbot, dock)
-    md = viewer.layers["movie [DIP]"].metadata
+    md = _restore_movie(qtbot, viewer, dock, np.stack([*faint, sharp]).astype(np.float32))
     assert md["frames_done"] == 3
     assert md["config"]["r2r_alpha"] == 2.0  # the sharp last frame's too
 

@@ -673,7 +673,7 @@ class DIPWidget(Container):
                 opts["noise_model"] = noise_model_for_frames(
                     _Pieces(request), masks=None if mask is None else _Pieces(request, True),
                     channel_axis=plan.frame_channel_axis, **opts)
-                if mask is None and opts.get("r2r_alpha") is None:  # one R2R strength too
+                if mask is None:  # one R2R strength too (a strength given stays)
                     alpha = r2r_alpha_for_frames(_Pieces(request),
                                                  channel_axis=plan.frame_channel_axis, **opts)
                     if alpha is not None:

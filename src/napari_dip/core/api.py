@@ -346,13 +346,11 @@ def choose_r2r_alpha_for_frames(frames: Any, cfg: DIPConfig, *,
                 prep = _stabilise(prep, model, gain, read_noise)[1]
         except (TypeError, ValueError):  # a frame that cannot be restored fails in its run
             continue
-        if run_cfg.loss != "r2r" or (run_cfg.sure_max_trend > 0 and arrays.noise_trend(
-                prep.data) > run_cfg.sure_max_trend):  # its run falls back to the papers' loss
+        if run_cfg.loss != "r2r":
             continue
         var, _ = engine.image_noise_variance(prep.data, run_cfg)
-        if 0 < run_cfg.sure_max_noise < np.sqrt(var):  # so does it here
-            continue
-        ratios.append(engine.r2r_strength(prep.data, var)[1])
+        if engine.fallback_reason(prep, run_cfg, var) is None:  # else: the papers' loss
+            ratios.append(engine.r2r_strength(prep.data, var)[1])
     if not ratios:
         return None
     return recorruption_strength(float(np.median(ratios)))

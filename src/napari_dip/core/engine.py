@@ -214,6 +214,23 @@ def image_noise_variance(data: np.ndarray, cfg: DIPConfig) -> tuple[float, tuple
     return var, ends
 
 
+def fallback_reason(prep: arrays.Prepared, cfg: DIPConfig, noise_var: float) -> str | None:
+    """Why a SURE or R2R run of ``cfg`` on ``prep``, whose noise variance reads
+    ``noise_var`` (:func:`image_noise_variance`), runs the papers' loss instead
+    (``sure_max_noise``, ``sure_max_trend``); None where it does not."""
+    if 0 < cfg.sure_max_noise < np.sqrt(noise_var):
+        return (f"noise std {np.sqrt(noise_var):.3g} of the data range is above "
+                f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable")
+    if cfg.sure_max_trend > 0:
+        trend = arrays.noise_trend(prep.data, prep.known)
+        if trend > cfg.sure_max_trend:
+            return (f"the noise variance grows with the signal, {trend:.2f}x from the darker "
+                    f"to the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
+                    f"assumes one variance; for photon counts see "
+                    f"noise_model='poisson-gaussian'")
+    return None
+
+
 def r2r_strength(data: np.ndarray, noise_var: float) -> tuple[float, float]:
     """R2R's recorruption strength for ``r2r_alpha=None`` and the ratio it comes from: the
     image's variance as a multiple of ``noise_var`` (see ``recorruption_strength``)."""
@@ -253,18 +270,8 @@ def run(
     clip_ends = (False, False)
     if own:
         sure_var, clip_ends = image_noise_variance(prep.data, cfg)
-    fallback_note = None
-    if own and 0 < cfg.sure_max_noise < np.sqrt(sure_var):
-        fallback_note = sure_fallback_note(
-            f"noise std {np.sqrt(sure_var):.3g} of the data range is above "
-            f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable")
-    elif own and cfg.sure_max_trend > 0:
-        trend = arrays.noise_trend(prep.data, prep.known)
-        if trend > cfg.sure_max_trend:
-            fallback_note = sure_fallback_note(
-                f"the noise variance grows with the signal, {trend:.2f}x from the darker to "
-                f"the brighter half, above sure_max_trend={cfg.sure_max_trend:g}: SURE "
-                f"assumes one variance; for photon counts see noise_model='poisson-gaussian'")
+    reason = fallback_reason(prep, cfg, sure_var) if own else None
+    fallback_note = None if reason is None else sure_fallback_note(reason)
     if fallback_note is not None:
         cfg = sure_fallback(cfg)
         own = sure = r2r = False

@@ -12,7 +12,6 @@ left. A run that still runs out of memory is restarted with tiles half the size.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -357,6 +356,20 @@ def check_tiles(plan: TilePlan, known: np.ndarray | None) -> None:
             )
 
 
+def whole_image_strength(prep: arrays.Prepared, cfg: DIPConfig) -> tuple[DIPConfig, str | None]:
+    """``cfg`` for the tiles of ``prep``: an R2R run that leaves its strength to the run
+    (``r2r_alpha=None``) gets the whole image's, so that a tile of background alone, which
+    would read a low signal-to-noise ratio, is not smoothed more than its neighbours; and
+    the note that says so (None where nothing changes)."""
+    if cfg.loss != "r2r" or cfg.r2r_alpha is not None or prep.known is not None:
+        return cfg, None
+    alpha, ratio = engine.r2r_strength(prep.data,
+                                       engine.image_noise_variance(prep.data, cfg)[0])
+    return cfg.replace(r2r_alpha=alpha), (
+        f"tiles: R2R's alpha {alpha:.2g} for every tile, set by the whole image's variance, "
+        f"{ratio:.2f} x its noise variance")
+
+
 def _run_tiles(
     prep: arrays.Prepared, cfg: DIPConfig, edge: int, notes: list[str], *,
     device: torch.device, seed: int, output_dtype: Any, keep_known: bool,
@@ -372,16 +385,9 @@ def _run_tiles(
     overlap = plan.overlap
     check_tiles(plan, prep.known)
     sgld = isinstance(cfg, SGLDConfig)
-    if cfg.loss == "r2r" and cfg.r2r_alpha is None and prep.known is None:
-        # one strength for every tile, from the whole image: a tile of background alone
-        # would read a low signal-to-noise ratio and be smoothed more than its neighbours
-        alpha, ratio = engine.r2r_strength(prep.data, engine.image_noise_variance(prep.data,
-                                                                                  cfg)[0])
-        cfg = dataclasses.replace(cfg, r2r_alpha=alpha)
-        shared = (f"tiles: R2R's alpha {alpha:.2g} for every tile, set by the whole image's "
-                  f"variance, {ratio:.2f} x its noise variance")
-        if shared not in notes:
-            notes.append(shared)
+    cfg, shared = whole_image_strength(prep, cfg)
+    if shared is not None and shared not in notes:
+        notes.append(shared)
     mosaic = Mosaic(plan, channels)
     var_mosaic = Mosaic(plan, channels) if sgld else None
     info = None

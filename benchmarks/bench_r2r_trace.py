@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import napari_dip  # noqa: E402
 from bench_cpu_target import CONFIGS, test_image  # noqa: E402
-from napari_dip.core.stopping import DRIFT_GATE, DRIFT_RATIO  # noqa: E402
+from napari_dip.core.stopping import DRIFT_CHECKS, DRIFT_GATE, DRIFT_RATIO  # noqa: E402
 
 
 def trace(noisy, clean, preset, options, seed, device):
@@ -56,28 +56,38 @@ def trace(noisy, clean, preset, options, seed, device):
     return rows, noise_std
 
 
-def where_stopped(rows, gate_level=None, ratio=DRIFT_RATIO):
-    """(index, signal) of the snapshot at which DivergenceWatch would have stopped the run,
-    or (None, None). With draws (a drift at every snapshot): the first whose drift exceeds
-    ``ratio`` times its smallest value so far, counted from the first snapshot whose mean
-    loss (the fit's estimate of its error) is below ``gate_level`` (DRIFT_GATE times the
-    noise variance; None: from the first); without: the first after the first whose
-    divergence is not positive."""
+def where_stopped(rows, gate_level=None, ratio=DRIFT_RATIO, checks=DRIFT_CHECKS):
+    """(first, index, signal): the snapshot from which DivergenceWatch would have left the
+    estimates out and the one at which it would have stopped the run, or (None, None,
+    None). With draws (a drift at every snapshot): the first of ``checks`` snapshots in a
+    row whose drift exceeds ``ratio`` times its smallest value so far, counted from the
+    first snapshot whose mean loss (the fit's estimate of its error) is below
+    ``gate_level`` (DRIFT_GATE times the noise variance; None: from the first); without:
+    the first after the first whose divergence is not positive. A run that ends on fewer
+    than ``checks`` such snapshots is not stopped, but leaves them out as well; this
+    returns (first, None, None) for it."""
     least = None
     opened = gate_level is None
+    above = []  # snapshots in a row above the ratio
     for i, row in enumerate(rows):  # traces before the variance column have five entries
         loss, div, drift = row[2:5]
+        if loss != loss:  # the final result's row (no loss): its check is the one before
+            continue
         if drift is None:
             if i > 0 and div <= 0:
-                return i, "divergence"
+                return i, i, "divergence"
             continue
         opened = opened or loss < gate_level
         if not opened:
             continue
         if least is not None and drift > ratio * least:
-            return i, "drift"
+            above.append(i)
+            if len(above) >= checks:
+                return above[0], i, "drift"
+            continue
+        above = []
         least = drift if least is None else min(least, drift)
-    return None, None
+    return (above[0] if above else None), None, None
 
 
 def first_negative(rows):
@@ -86,27 +96,36 @@ def first_negative(rows):
     return next((i for i, r in enumerate(rows) if i > 0 and r[3] <= 0), None)
 
 
-def summarise(results, config, device, gate=DRIFT_GATE):
+def summarise(results, config, device, gate=DRIFT_GATE, checks=DRIFT_CHECKS):
     """Per run: the best snapshot, where the stop would have ended the run (and on which
-    signal) and the PSNR it would have kept (the estimates from before that snapshot,
-    whose mean the snapshot before shows), and the same for a stop at the first
-    non-positive divergence; then the means over the runs."""
+    signal) and the PSNR it would have kept (the estimates from before the first of the
+    snapshots it left out, whose mean the snapshot before shows), and the same for a stop
+    at the first non-positive divergence; then the means over the runs. All of the net's
+    estimates, before any second stage."""
     print(f"\n{config} on {device}, torch {torch.__version__}; 'drift / least': the drift "
           f"over its smallest value in the run; 'stop': where the run's stop fires (with "
-          f"draws: the first snapshot whose drift exceeds {DRIFT_RATIO:g} x its smallest "
+          f"draws: the {'first snapshot' if checks == 1 else f'last of {checks} snapshots in a row'}"
+          f" whose drift exceeds {DRIFT_RATIO:g} x its smallest "
           f"value since the mean loss fell below {gate:g} x sigma^2 (0: from the first); "
           f"without: the "
           f"first whose divergence is not positive); "
           f"'divergence': where a stop at the first non-positive divergence would fire; "
-          f"'-': nowhere in the run")
+          f"'-': nowhere in the run; 'end, held': the run ended on checks above the ratio, "
+          f"which it leaves out)")
     print(f"{'run':22s} {'best at':>7s} {'best':>6s} {'stop at':>7s} {'on':>10s} "
           f"{'kept':>6s} {'lost':>5s} {'div at':>6s} {'kept':>6s} {'lost':>5s} {'end':>6s}")
     sums = np.zeros(5)
     for run, rows in results.items():
+        # the net's estimates: without the final result's row (no loss), which a second
+        # stage may have changed
+        rows = [r for r in rows if r[2] == r[2]]
         best = max(range(len(rows)), key=lambda i: rows[i][1])
         sigma = float(run.rpartition(":")[2]) / 255.0
-        stop, signal = where_stopped(rows, gate * sigma ** 2 if gate > 0 else None)
-        kept = rows[stop - 1][1] if stop is not None else rows[-1][1]
+        first, stop, signal = where_stopped(rows, gate * sigma ** 2 if gate > 0 else None,
+                                            checks=checks)
+        kept = rows[first - 1][1] if first is not None else rows[-1][1]
+        if first is not None and stop is None:  # ended on checks above the ratio: left out
+            signal = "end, held"
         neg = first_negative(rows)
         kept_neg = rows[neg - 1][1] if neg is not None else rows[-1][1]
         best_p, end_p = rows[best][1], rows[-1][1]
@@ -130,6 +149,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--colour", action="store_true",
                     help="keep colour images' three channels (else grey, as the CPU tables)")
+    ap.add_argument("--checks", type=int, default=DRIFT_CHECKS,
+                    help="checks in a row above the drift's ratio that stop a run, in the "
+                         "summary (default: the engine's DRIFT_CHECKS)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None, nargs="+", metavar="JSON",
                     help="summarise traces written by --json instead of running")
@@ -143,7 +165,7 @@ def main(argv=None):
             saved = json.loads(Path(path).read_text())
             config, device = saved["config"], saved["device"]
             results.update(saved["traces"])
-        summarise(results, config, device, args.gate)
+        summarise(results, config, device, args.gate, args.checks)
         return
     if args.config not in CONFIGS:
         ap.error(f"--config: expected one of {', '.join(CONFIGS)}, got {args.config!r}")
@@ -167,7 +189,7 @@ def main(argv=None):
         for step, p, loss, div, drift, _ in rows:
             tail = "" if drift is None else f"  {drift:.3e}  {drift / least:6.2f}"
             print(f"  {step:4d}  {p:6.2f}  {loss:+.2e}  {div:+10.4f}{tail}", flush=True)
-    summarise(results, args.config, args.device, args.gate)
+    summarise(results, args.config, args.device, args.gate, args.checks)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": args.config, "device": args.device,
                                                "traces": results}, indent=1))

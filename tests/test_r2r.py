@@ -13,7 +13,7 @@ from napari_dip import iterate, make_config, restore
 from napari_dip.core.arrays import variance_ratio
 from napari_dip.core.config import recorruption_strength, sure_fallback
 from napari_dip.core.engine import image_noise_variance, r2r_strength
-from napari_dip.core.stopping import DRIFT_GATE, DivergenceWatch
+from napari_dip.core.stopping import DRIFT_CHECKS, DRIFT_GATE, DivergenceWatch
 from napari_dip.core.tiling import estimate_memory
 
 KW = dict(preset="fast", seed=0, device="cpu", snapshot_every=10)
@@ -157,8 +157,9 @@ def test_divergence_watch_keeps_four_estimates_and_stops_at_a_negative_divergenc
 
 def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     """With draws, the gap between the output for the image and the estimate from its
-    recorrupted copies: a stop once it exceeds 1.5 times its smallest value so far."""
-    watch = DivergenceWatch(draws=2)
+    recorrupted copies: a stop once it exceeds 1.5 times its smallest value so far (here
+    at the first check above it; the default waits for a second, the next test)."""
+    watch = DivergenceWatch(draws=2, checks=1)
     assert watch.drift_ratio == 1.5
     gaps = (4e-5, 2e-5, 2.5e-5, 2.9e-5)  # falls, then rises, within 1.5 x the least
     for step, gap in zip((25, 50, 75, 100), gaps):
@@ -169,7 +170,7 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     assert watch.steps == [25, 50, 75, 100]  # the drifted estimate is left out
     # with draws a negative divergence stops nothing (on smooth images it turns while the
     # fit still improves): the drift decides; it is still recorded
-    other = DivergenceWatch(draws=2)
+    other = DivergenceWatch(draws=2, checks=1)
     other.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5)
     for step in (50, 75, 100):
         assert not other.check(step, torch.zeros(1, 2, 2), -0.01, 1e-5)
@@ -179,7 +180,7 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
     # the drift counts only once the fit's estimate of its error is below a tenth of the
     # noise variance (DRIFT_GATE): a net still building the image sets no reference
     assert DRIFT_GATE == 0.1
-    gated = DivergenceWatch(draws=2, noise_var=0.01)
+    gated = DivergenceWatch(draws=2, noise_var=0.01, checks=1)
     assert gated.gate_level == pytest.approx(0.001)
     assert not gated.check(25, torch.zeros(1, 2, 2), 0.05, 1e-5, fit=0.03)
     assert gated.least_gap is None and gated.opened_at is None and gated.last_gap == 1e-5
@@ -201,6 +202,49 @@ def test_divergence_watch_stops_where_the_two_estimates_drift_apart():
         for step, gap in ((25, 1e-5), (50, 1e-3)):
             assert not watch.check(step, torch.zeros(1, 2, 2), 0.05, gap)
     assert watch.least_gap is None and watch.last_gap == 1e-3
+
+
+def test_the_drift_stop_waits_for_a_second_check_above_the_ratio():
+    """By default (DRIFT_CHECKS) the drift stops the run at two checks in a row above 1.5
+    x its smallest value: a passing spike does not end the run, and its estimate, held
+    back meanwhile, is kept once the drift has come back; two in a row stop the run and
+    leave both estimates out, as a stop at the first would have left that one out."""
+    assert DRIFT_CHECKS == 2
+    watch = DivergenceWatch(draws=2)
+    assert watch.checks == 2
+    for step, gap in ((25, 4e-5), (50, 2e-5), (75, 2.5e-5)):
+        assert not watch.check(step, torch.full((1, 2, 2), float(step)), 0.05, gap)
+    # a spike: 1.9 x, held back from the estimate (mean of 50 and 75, from half of 75 on)
+    assert not watch.check(100, torch.full((1, 2, 2), 100.0), 0.05, 3.8e-5)
+    assert watch.steps == [25, 50, 75] and [s for s, _, _ in watch.held] == [100]
+    assert float(watch.estimate.mean()) == 62.5
+    # the drift comes back: the held estimate is kept, before this check's
+    assert not watch.check(125, torch.full((1, 2, 2), 125.0), 0.05, 2.6e-5)
+    assert watch.steps == [50, 75, 100, 125] and not watch.held and watch.reason is None
+    assert watch.least_gap == 2e-5 and float(watch.estimate.mean()) == 100.0  # 75 to 125
+    # two checks in a row above: stop, both left out
+    assert not watch.check(150, torch.full((1, 2, 2), 150.0), 0.05, 3.2e-5)
+    assert watch.check(175, torch.full((1, 2, 2), 175.0), 0.05, 3.6e-5)
+    assert "drifted apart at steps 150 and 175 (1.60 and 1.80 x their smallest" in watch.reason
+    assert watch.steps == [50, 75, 100, 125] and float(watch.estimate.mean()) == 100.0
+    assert "(left out" not in watch.describe()  # the reason says what was left out
+    # a run that ends on one check above leaves it out and says so
+    ends = DivergenceWatch(draws=2)
+    for step, gap in ((25, 2e-5), (50, 2e-5), (75, 5e-5)):
+        assert not ends.check(step, torch.full((1, 2, 2), float(step)), 0.05, gap)
+    assert ends.steps == [25, 50] and ends.reason is None
+    assert float(ends.estimate.mean()) == 37.5
+    assert ends.describe().endswith(
+        "at steps 25, 50 (left out: step 75, whose drift was 2.50 x its smallest, with no "
+        "later check to say whether the fit overfits)")
+    # without the stop nothing is held back
+    keeps = DivergenceWatch(draws=2, stop=False)
+    for step, gap in ((25, 2e-5), (50, 5e-5), (75, 6e-5)):
+        assert not keeps.check(step, torch.zeros(1, 2, 2), 0.05, gap)
+    assert keeps.steps == [25, 50, 75] and not keeps.held
+    for bad in (0, 1.5, -1):
+        with pytest.raises(ValueError, match="checks: expected a whole number of checks >= 1"):
+            DivergenceWatch(draws=2, checks=bad)
 
 
 def test_a_net_that_learns_the_recorruption_is_stopped():

@@ -408,7 +408,8 @@ def run(
             f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 (f"stops where the net's outputs for the image and for the copies drift "
-                 f"apart ({watch.drift_ratio:g} x their smallest mean squared difference "
+                 f"apart at {watch.checks} check{'s' if watch.checks > 1 else ''} in a row "
+                 f"({watch.drift_ratio:g} x their smallest mean squared difference "
                  f"since the fit's estimate of its error fell below {DRIFT_GATE:g} x the noise "
                  f"variance)"
                  if cfg.r2r_draws else

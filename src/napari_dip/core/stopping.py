@@ -139,13 +139,24 @@ DRIFT_RATIO = 1.5
 # same traces) 0.1 changed two others, grass and gravel at sigma 50, which then ran to
 # their end, 0.16 and 0.02 dB lower (benchmarks/RESULTS.md, "The drift's gate").
 DRIFT_GATE = 0.1
+# The drift stops the run where it is above DRIFT_RATIO at this many checks in a row; the
+# estimate of a check above it is held back until the next check says whether the fit
+# overfits (both above: the run stops, and both are left out, as a stop at the first
+# would have left it out) or the drift came back (the held estimate is kept). With R2R's
+# strength of 2 on faint images (config.recorruption_strength) the drift is noisier: on
+# hubble_deep_field at sigma 25 it was 1.56 x its smallest since the gate at step 225
+# and 1.09 x at the next check, and a stop at the first ended the run there, its net's
+# estimate 2.26 dB below that at the end of its 600 steps (benchmarks/RESULTS.md, "The
+# drift stop waits for a second check").
+DRIFT_CHECKS = 2
 
 
 class DivergenceWatch:
     """Keeps the last ``keep`` estimates of an R2R fit (the mean of the net's outputs for
     ``draws`` recorrupted copies of the image, or its output for the image) and, with
-    ``stop``, says when to stop. With draws: at the first check at which the two estimates
-    drift apart (see :meth:`check` and DRIFT_RATIO); without: at the first check at which
+    ``stop``, says when to stop. With draws: where the two estimates drift apart at
+    ``checks`` checks in a row (see :meth:`check`, DRIFT_RATIO and DRIFT_CHECKS); without:
+    at the first check at which
     the net's divergence at the image (per value, a Monte-Carlo estimate) is not positive.
     The divergence is recorded in both cases (``last``). The estimate is the mean of the
     kept ones from at least half the latest one's step on, which smooths the step-to-step
@@ -161,11 +172,17 @@ class DivergenceWatch:
 
     def __init__(self, keep: int = DIVERGENCE_KEEP, stop: bool = True, draws: int = 0,
                  drift_ratio: float = DRIFT_RATIO, noise_var: float = 0.0,
-                 gate: float = DRIFT_GATE) -> None:
+                 gate: float = DRIFT_GATE, checks: int = DRIFT_CHECKS) -> None:
+        if int(checks) != checks or checks < 1:
+            raise ValueError(f"checks: expected a whole number of checks >= 1, got {checks!r}")
         self.keep = keep
         self.stop = stop
         self.draws = draws  # recorrupted copies per estimate (0: the image itself)
         self.drift_ratio = drift_ratio
+        self.checks = int(checks)  # checks in a row above the ratio that stop the run
+        # (step, estimate, drift over its smallest) of the latest checks above the ratio,
+        # held back from the estimate until a check below it (see DRIFT_CHECKS)
+        self.held: list[tuple[int, torch.Tensor, float]] = []
         # the drift counts once the fit's error estimate is below gate x noise_var (no
         # gate where either is 0)
         self.gate_level = gate * noise_var if gate > 0 and noise_var > 0 else float("inf")
@@ -186,8 +203,9 @@ class DivergenceWatch:
         smallest value so far (the net has begun to fit its inputs off the image's
         neighbourhood, and the two drift apart), counted from the first check whose
         ``fit`` (the fit's estimate of its mean squared error; None: no gate) is below
-        the gate (DRIFT_GATE). Without draws it stops where ``divergence`` is not
-        positive."""
+        the gate (DRIFT_GATE), at ``checks`` checks in a row above it (DRIFT_CHECKS; the
+        estimate of a check above it is held back until a check below it). Without draws
+        it stops where ``divergence`` is not positive."""
         self.last = float(divergence)
         self.last_gap = gap
         if self.draws and gap is None:
@@ -205,17 +223,28 @@ class DivergenceWatch:
                 return True
             if counts and self.least_gap is not None and (
                     gap > self.drift_ratio * self.least_gap):
+                self.held.append((step, estimate, gap / self.least_gap))
+                if len(self.held) < self.checks:
+                    return False  # held back: the next check says whether it overfits
+                steps = " and ".join(str(s) for s, _, _ in self.held)
+                ratios = " and ".join(f"{r:.2f}" for _, _, r in self.held)
                 self.reason = (f"the net's outputs for the image and for recorrupted copies "
-                               f"of it drifted apart at step {step} ({gap / self.least_gap:.2f}"
-                               f" x their smallest mean squared difference; it began to "
-                               f"overfit)")
+                               f"of it drifted apart at step{'s' if len(self.held) > 1 else ''}"
+                               f" {steps} ({ratios} x their smallest mean squared difference;"
+                               f" it began to overfit)")
                 return True
         if counts:
             self.least_gap = gap if self.least_gap is None else min(self.least_gap, gap)
+        for held_step, held_estimate, _ in self.held:  # the drift came back: keep them
+            self._keep(held_step, held_estimate)
+        self.held.clear()
+        self._keep(step, estimate)
+        return False
+
+    def _keep(self, step: int, estimate: torch.Tensor) -> None:
         self.recent.append(estimate)
         self.steps.append(step)
         del self.recent[:-self.keep], self.steps[:-self.keep]
-        return False
 
     def _used(self) -> list[int]:
         """Indices of the kept estimates that are averaged: those from at least half the
@@ -230,8 +259,14 @@ class DivergenceWatch:
         used = [self.steps[i] for i in self._used()]
         at = f"step {used[0]}" if len(used) == 1 else f"steps {', '.join(map(str, used))}"
         if self.draws:
+            held = ""
+            if self.held and self.reason is None:  # the run ended on a check above the ratio
+                held = (f" (left out: step{'s' if len(self.held) > 1 else ''} "
+                        f"{' and '.join(str(s) for s, _, _ in self.held)}, whose drift was "
+                        f"{' and '.join(f'{r:.2f}' for _, _, r in self.held)} x its smallest, "
+                        f"with no later check to say whether the fit overfits)")
             return (f"mean of the net's outputs for {self.draws} recorrupted copies of the "
-                    f"image at {at}")
+                    f"image at {at}{held}")
         if len(used) == 1:
             return f"the net's output for the image at {at}"
         return f"mean of the net's outputs for the image at {at}"

@@ -25,7 +25,7 @@ from . import arrays, engine
 from .config import DIPConfig, SGLDConfig, net_config
 from .device import is_out_of_memory, release
 from .nets import SkipNet, axis_levels
-from .stopping import DIVERGENCE_KEEP
+from .stopping import DIVERGENCE_KEEP, DRIFT_CHECKS
 
 # Bytes per pixel that one training step keeps alive (activations, their gradients,
 # temporaries): ACTIVATION_BYTES per channel of net width plus ACTIVATION_BASE, fitted to
@@ -191,6 +191,8 @@ def estimate_memory(cfg: DIPConfig, spatial: tuple[int, ...], channels: int,
     images = 8 + (cfg.stop_window if cfg.auto_stop and not isinstance(cfg, SGLDConfig) else 0)
     if cfg.loss in ("r2r", "holdout"):  # the estimates the watch averages
         images += DIVERGENCE_KEEP
+    if cfg.loss == "r2r":  # and those its drift stop holds back (DRIFT_CHECKS)
+        images += DRIFT_CHECKS
     if cfg.loss == "holdout":  # the push-pull fill's levels, the hidden pixels, their groups
         images += 12
     buffers = 4.0 * pixels * (channels * (images + cfg.members)

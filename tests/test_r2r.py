@@ -332,6 +332,14 @@ def test_shot_noise_and_clipping_checks_hold_for_r2r(camera_crop):
     res = restore(counts.astype(np.float32), steps=10, noise_model="gaussian", **KW)
     assert res.info.config.loss == "mse"
     assert any("noise variance grows with the signal" in n for n in res.info.notes)
+    # the way out that the default's note names, for Gaussian noise misread (strong
+    # texture): the raw values with the check off keep R2R
+    auto = restore(counts.astype(np.float32), steps=10, **KW)
+    assert "with sure_max_trend=0 as well, R2R runs on them" in auto.info.notes[0]
+    raw = restore(counts.astype(np.float32), steps=10, noise_model="gaussian",
+                  sure_max_trend=0, **KW)
+    assert raw.info.config.loss == "r2r" and raw.info.noise is None
+    assert not any("grows with the signal" in n for n in raw.info.notes)
     clipped = np.clip(camera_crop + rng.normal(0, 0.2, camera_crop.shape), 0, 1)
     res = restore(clipped.astype(np.float32), steps=5, **KW)
     notes = " ".join(res.info.notes)

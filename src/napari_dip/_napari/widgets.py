@@ -537,7 +537,8 @@ class DIPWidget(Container):
             "The SURE data term does not fit the noise: the run goes through its steps." if
             sure else
             "Stop where the network's outputs for the image and for re-noised copies of "
-            "it drift apart (it begins to overfit) and keep the estimate from before." if r2r
+            "it drift apart at two checks in a row (it begins to overfit) and keep the "
+            "estimate from before." if r2r
             else
             "Stop once the error on known pixels hidden from the network has not fallen "
             "for a while and keep the estimate with the lowest one." if hold

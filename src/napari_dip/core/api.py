@@ -286,7 +286,9 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
         f"noise: its variance grows with the signal ({trend:.2f}x from the darker to the "
         f"brighter half, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
         f"variance-stabilised for the fit (noise_model='auto' chose 'poisson-gaussian'; "
-        f"noise_model='gaussian' keeps the raw values)")
+        f"noise_model='gaussian' keeps the raw values, on which the same check gives the "
+        f"papers' loss; with sure_max_trend=0 as well, R2R runs on them, for Gaussian "
+        f"noise that strong texture on the brighter half made read as growing)")
 
 
 def choose_noise_model_for_frames(frames: Any, cfg: DIPConfig, *,

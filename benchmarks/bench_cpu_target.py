@@ -19,7 +19,8 @@ sky, clipped at 0), ``retina``, ``horse`` (a binary silhouette, clipped at both 
 (piecewise constant). Three images that matplotlib ships with its sample data, which
 nothing here was tuned on or looked at before: ``grace_hopper`` (a photographed portrait,
 JPEG, colour), ``mri`` (a 256x256 MRI slice of a head, 8-bit values in 16 bits) and
-``dem`` (the elevation model of a fault, scaled to 0-1: a smooth field).
+``dem`` (the elevation model of a fault, scaled to 0-1: a smooth field); these need
+matplotlib.
 
 ``--colour`` keeps the three channels of colour images (CBM3D is then the peer).
 
@@ -135,8 +136,8 @@ def matplotlib_image(name):
         with cbook.get_sample_data("s1045.ima.gz") as f:
             return np.frombuffer(f.read(), ">u2").reshape(256, 256).astype(np.uint8)
     if name == "dem":
-        dem = np.asarray(cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"],
-                         np.float64)
+        with cbook.get_sample_data("jacksboro_fault_dem.npz") as fields:
+            dem = np.asarray(fields["elevation"], np.float64)
         return (dem - dem.min()) / (dem.max() - dem.min())
     raise ValueError(f"--images: unknown matplotlib image {name!r}")
 

@@ -332,8 +332,9 @@ def test_shot_noise_and_clipping_checks_hold_for_r2r(camera_crop):
     res = restore(counts.astype(np.float32), steps=10, noise_model="gaussian", **KW)
     assert res.info.config.loss == "mse"
     assert any("noise variance grows with the signal" in n for n in res.info.notes)
-    # the way out that the default's note names, for Gaussian noise misread (strong
-    # texture): the raw values with the check off keep R2R
+    # the way out that the default's note names (meant for Gaussian noise misread as
+    # growing, e.g. on strong texture): here only that these settings keep R2R on the
+    # raw values
     auto = restore(counts.astype(np.float32), steps=10, **KW)
     assert "with sure_max_trend=0 as well, R2R runs on them" in auto.info.notes[0]
     raw = restore(counts.astype(np.float32), steps=10, noise_model="gaussian",

@@ -287,8 +287,8 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
         f"brighter half, above sure_max_trend={cfg.sure_max_trend:g}), so the image is "
         f"variance-stabilised for the fit (noise_model='auto' chose 'poisson-gaussian'; "
         f"noise_model='gaussian' keeps the raw values, on which the same check gives the "
-        f"papers' loss; with sure_max_trend=0 as well, R2R runs on them, for Gaussian "
-        f"noise that strong texture on the brighter half made read as growing)")
+        f"papers' loss; with sure_max_trend=0 as well, R2R runs on them: use this for "
+        f"Gaussian noise misread as growing, e.g. on strong texture or clipped values)")
 
 
 def choose_noise_model_for_frames(frames: Any, cfg: DIPConfig, *,

@@ -96,6 +96,10 @@ CONFIGS = {
     # strong texture makes weak Gaussian noise read as photon counts
     "fast-raw": ("fast", dict(noise_model="gaussian", sure_max_trend=0.0)),
     "fast-raw-1800": ("fast", dict(noise_model="gaussian", sure_max_trend=0.0, steps=1800)),
+    "fast-raw-w32": ("fast", dict(noise_model="gaussian", sure_max_trend=0.0, width=32)),
+    "fast-raw-a0.25": ("fast", dict(noise_model="gaussian", sure_max_trend=0.0,
+                                    r2r_alpha=0.25)),
+    "balanced-raw": ("balanced", dict(noise_model="gaussian", sure_max_trend=0.0)),
     # the presets' strength before it was set by the image's signal-to-noise ratio
     "fast-a0.5": ("fast", dict(r2r_alpha=0.5)),
     "balanced-a0.5": ("balanced", dict(r2r_alpha=0.5)),

@@ -274,6 +274,17 @@ def test_a_net_that_learns_the_recorruption_is_stopped():
     assert drawn.steps < 400 and drawn.psnr > _psnr(noisy, clean) + 3
     assert drawn.psnr > restore(noisy, steps=400, lr=0.01, lr_final=1.0, auto_stop=False,
                                 reference=clean, **KW).psnr + 3
+    # it stopped at the second of two checks in a row above the ratio; a run that ends on
+    # the first of them (the same fit: the learning rate is constant) leaves that check
+    # out as well, says why, and returns the same result
+    found = re.search(r"drifted apart at steps (\d+) and (\d+) \(", drawn.stop_reason)
+    assert found and int(found.group(2)) == drawn.steps, drawn.stop_reason
+    first = int(found.group(1))
+    ends = restore(noisy, steps=first, lr=0.01, lr_final=1.0, reference=clean, **KW)
+    assert ends.stop_reason.startswith(f"reached the maximum of {first} steps")
+    assert f"(left out: step {first}, whose drift was " in ends.stop_reason
+    assert ends.best_step == drawn.best_step == first - KW["snapshot_every"]
+    assert np.array_equal(ends.image, drawn.image)
 
 
 def test_r2r_needs_every_pixel_and_a_valid_alpha(camera_crop):

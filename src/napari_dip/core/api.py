@@ -343,15 +343,12 @@ def choose_r2r_alpha_for_frames(frames: Any, cfg: DIPConfig, *,
         try:
             prep = arrays.prepare(frames[k], channel_axis=channel_axis)
             model, _ = choose_noise_model(prep, cfg, noise_model, gain, read_noise)
-            run_cfg, _ = for_noise_model(cfg, model)
             if model != "gaussian" or gain is not None or read_noise is not None:
-                prep = _stabilise(prep, model, gain, read_noise)[1]
+                prep = _stabilise(prep, model, gain, read_noise)[1]  # R2R stays R2R there
         except (TypeError, ValueError):  # a frame that cannot be restored fails in its run
             continue
-        if run_cfg.loss != "r2r":
-            continue
-        var, _ = engine.image_noise_variance(prep.data, run_cfg)
-        if engine.fallback_reason(prep, run_cfg, var) is None:  # else: the papers' loss
+        var, _ = engine.image_noise_variance(prep.data, cfg)
+        if engine.fallback_reason(prep, cfg, var) is None:  # else: the papers' loss
             ratios.append(engine.r2r_strength(prep.data, var)[1])
     if not ratios:
         return None

@@ -298,22 +298,15 @@ def noise_variance(data: np.ndarray, known: np.ndarray | None = None) -> float:
     return _mad_variance(d)
 
 
-def variance_ratio(data: np.ndarray, noise_var: float,
-                   known: np.ndarray | None = None) -> float:
-    """The variance of an engine-layout image ``(C, *spatial)`` over its known values, each
-    channel about its own mean and the channels averaged, as a multiple of ``noise_var``
-    (a signal-to-noise measure: 1 for pure noise, the signal's variance over the noise's
-    plus 1 otherwise); inf where ``noise_var`` is not positive."""
-    if not noise_var > 0:
+def variance_ratio(data: np.ndarray, noise_var: float) -> float:
+    """The variance of an engine-layout image ``(C, *spatial)`` whose every pixel is known
+    (R2R's runs), each channel about its own mean and the channels averaged, as a multiple
+    of ``noise_var`` (a signal-to-noise measure: 1 for pure noise, the signal's variance
+    over the noise's plus 1 otherwise); inf where ``noise_var`` is not positive or there is
+    a single pixel."""
+    if not noise_var > 0 or data[0].size < 2:
         return float("inf")
-    mask = None if known is None else np.broadcast_to(known, data.shape) > 0
-    per_channel = []
-    for c in range(data.shape[0]):
-        vals = data[c] if mask is None else data[c][mask[c]]
-        if vals.size > 1:
-            per_channel.append(float(np.var(vals, dtype=np.float64)))
-    if not per_channel:
-        return float("inf")
+    per_channel = [float(np.var(data[c], dtype=np.float64)) for c in range(data.shape[0])]
     return float(np.mean(per_channel)) / float(noise_var)
 
 

@@ -226,12 +226,10 @@ class DivergenceWatch:
                 self.held.append((step, estimate, gap / self.least_gap))
                 if len(self.held) < self.checks:
                     return False  # held back: the next check says whether it overfits
-                steps = " and ".join(str(s) for s, _, _ in self.held)
-                ratios = " and ".join(f"{r:.2f}" for _, _, r in self.held)
+                steps, ratios = self._held_text()
                 self.reason = (f"the net's outputs for the image and for recorrupted copies "
-                               f"of it drifted apart at step{'s' if len(self.held) > 1 else ''}"
-                               f" {steps} ({ratios} x their smallest mean squared difference;"
-                               f" it began to overfit)")
+                               f"of it drifted apart at {steps} ({ratios} x their smallest "
+                               f"mean squared difference; it began to overfit)")
                 return True
         if counts:
             self.least_gap = gap if self.least_gap is None else min(self.least_gap, gap)
@@ -240,6 +238,13 @@ class DivergenceWatch:
         self.held.clear()
         self._keep(step, estimate)
         return False
+
+    def _held_text(self) -> tuple[str, str]:
+        """The held checks' steps ("step 75", "steps 150 and 175") and their drifts over
+        the smallest ("2.50", "1.60 and 1.80"), for the reason and the description."""
+        steps = " and ".join(str(s) for s, _, _ in self.held)
+        ratios = " and ".join(f"{r:.2f}" for _, _, r in self.held)
+        return f"step{'s' if len(self.held) > 1 else ''} {steps}", ratios
 
     def _keep(self, step: int, estimate: torch.Tensor) -> None:
         self.recent.append(estimate)
@@ -261,10 +266,9 @@ class DivergenceWatch:
         if self.draws:
             held = ""
             if self.held and self.reason is None:  # the run ended on a check above the ratio
-                held = (f" (left out: step{'s' if len(self.held) > 1 else ''} "
-                        f"{' and '.join(str(s) for s, _, _ in self.held)}, whose drift was "
-                        f"{' and '.join(f'{r:.2f}' for _, _, r in self.held)} x its smallest, "
-                        f"with no later check to say whether the fit overfits)")
+                steps, ratios = self._held_text()
+                held = (f" (left out: {steps}, whose drift was {ratios} x its smallest, with "
+                        f"no later check to say whether the fit overfits)")
             return (f"mean of the net's outputs for {self.draws} recorrupted copies of the "
                     f"image at {at}{held}")
         if len(used) == 1:

@@ -28,6 +28,9 @@ matplotlib.
 of 60 s), e.g. for the SURE variants on the wider nets (``sure-w64``, ``sure-w128``).
 
 Add a configuration to CONFIGS to try an idea; it is compared with the rest in one run.
+The ``-known`` configurations give the run the noise level (``noise_std``), as BM3D is
+given it; the others read it from the image. The column "std" is the noise std the run
+used (in /255, from its notes).
 Where a configuration ends with a second stage (``refine``), a row "<name>:net" gives the
 same run's net before the stage (its snapshot before the final one), so "fast" also
 shows what "fast-noref" would.
@@ -121,6 +124,10 @@ CONFIGS = {
     # the raw values whatever the noise check reads (noise_model="auto" may stabilise them)
     "fast-gaussian": ("fast", dict(noise_model="gaussian")),
     "balanced-noref": ("balanced", dict(refine="off")),
+    # the noise level given (noise_std: the noise's std in the image's units, as BM3D is
+    # given it) instead of estimated from the image; "sigma" stands for --sigma
+    "fast-known": ("fast", dict(noise_std="sigma")),
+    "balanced-known": ("balanced", dict(noise_std="sigma")),
 }
 
 
@@ -203,6 +210,18 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
     return at, snap, trace, trace[-2] if staged else None
 
 
+def noise_std_used(snap, noisy):
+    """The noise std (in /255) that a run used, from its notes (the loss's, else the second
+    stage's or the stop rule's; they give it as a fraction of the data's range); NaN
+    where no note gives it."""
+    for note in snap.info.notes:
+        found = re.search(r"noise std ([0-9.e+-]+) of the data range", note)
+        if found:
+            span = float(np.max(noisy)) - float(np.min(noisy))
+            return float(found.group(1)) * span
+    return float("nan")
+
+
 def r2r_strength(noisy, device="cpu"):
     """The R2R run's note on its recorruption strength for this image (what the fast
     preset chooses with ``r2r_alpha=None``), read from a one-step run."""
@@ -254,6 +273,7 @@ def main(argv=None):
             print(rows[-1], flush=True)
         for name in args.configs.split(","):
             preset, options = CONFIGS[name]
+            options = {k: (args.sigma if v == "sigma" else v) for k, v in options.items()}
             at, snap, trace, prev = run_config(noisy, clean, preset, options, args.budget,
                                                args.seed, mark=args.mark, device=args.device)
             best = max(trace, key=lambda t: t[2])
@@ -261,7 +281,8 @@ def main(argv=None):
                              psnr_60=at[args.mark][0], steps_60=at[args.mark][1],
                              psnr_budget=at[args.budget][0], steps_budget=at[args.budget][1],
                              seconds=snap.elapsed, stop_reason=snap.stop_reason,
-                             best_psnr=best[2], best_step=best[0]))
+                             best_psnr=best[2], best_step=best[0],
+                             std_used=noise_std_used(snap, noisy)))
             print(rows[-1], flush=True)
             rows[-1]["trace"] = trace
             if prev is not None:  # the same run's net before its second stage
@@ -284,14 +305,15 @@ def main(argv=None):
           f"(to its end or the budget); 'best': the best snapshot's PSNR (needs the truth)")
     print(f"{'image':10s} {'run':18s} {f'PSNR@{m}s':>9s} {'steps':>6s} "
           f"{f'PSNR@{args.budget:.0f}s':>10s} {'steps':>6s} {'seconds':>8s} {'vs BM3D':>8s} "
-          f"{'best':>6s} {'at':>5s}")
+          f"{'best':>6s} {'at':>5s} {'std':>5s}")
     peers = {r["image"]: r["psnr_budget"] for r in rows if r["name"].startswith("BM3D")}
     nan = float("nan")
     for r in rows:
         gap = r["psnr_budget"] - peers.get(r["image"], nan)
         print(f"{r['image']:10s} {r['name']:18s} {r['psnr_60']:9.2f} {r.get('steps_60', 0):6d} "
               f"{r['psnr_budget']:10.2f} {r.get('steps_budget', 0):6d} {r['seconds']:8.1f} "
-              f"{gap:+8.2f} {r.get('best_psnr', nan):6.2f} {r.get('best_step', 0):5d}")
+              f"{gap:+8.2f} {r.get('best_psnr', nan):6.2f} {r.get('best_step', 0):5d} "
+              f"{r.get('std_used', nan):5.1f}")
     names = list(dict.fromkeys(r["name"] for r in rows))
     if len(peers) > 1:
         print("\nmean over the images")

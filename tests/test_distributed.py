@@ -317,6 +317,22 @@ def test_restore_many_r2r_tiles_share_the_whole_images_strength(client):
     assert result.info.tiles["tiles"] == 4
 
 
+def test_restore_many_tiles_share_a_given_noise_std(client):
+    """A known noise level reaches the tiles cut on the client in their own (normalised)
+    units, as a tiled run on one machine gives it: the same result, bit for bit."""
+    rng = np.random.default_rng(4)
+    ramp = np.tile(np.linspace(0.0, 200.0, 44), (40, 1))
+    image = (ramp + rng.normal(0, 20.0, ramp.shape)).astype(np.float32)
+    tiled = dict(TINY, tile_size=24, tile_overlap=4, noise_std=20.0)
+    (result,) = napari_dip.restore_many([image], cluster=client, threads=1, **tiled)
+    expected = _restore_on_one_thread(image, **tiled)
+    np.testing.assert_array_equal(result.image, expected.image)
+    assert result.info.tiles["tiles"] == 4
+    span = float(image.max() - image.min())
+    assert f"noise std {20.0 / span:.3g} of the data range (given: noise_std)" in " ".join(
+        expected.info.notes)
+
+
 # ------------------------------------------------------- a worker killed mid-batch
 def _spawned_children() -> set[int]:
     import psutil

@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "of the fast or balanced preset finds the noise growing with the "
                           "signal (decided once for all frames of a stack); gaussian "
                           "otherwise (with --config: the sidecar's choice)")
+    run.add_argument("--noise-std", type=_positive_float, metavar="S",
+                     help="the std of the images' Gaussian noise where it is known, in "
+                          "image units (e.g. 25 for 8-bit data with sigma 25; the same as "
+                          "--option noise_std=S; default: estimated from each image, which "
+                          "reads fine texture as noise at low noise levels); not with "
+                          "--gain/--read-noise or --noise-model poisson-gaussian")
     run.add_argument("--gain", type=_positive_float, metavar="G",
                      help="poisson-gaussian: detector gain in image units per photon "
                           "(default: estimated from each image)")
@@ -262,7 +268,8 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_shorthands(args: argparse.Namespace, settings: "Settings") -> None:
-    """--tile-size, --compile and --time-limit: shorthands for configuration fields."""
+    """--tile-size, --compile, --time-limit and --noise-std: shorthands for configuration
+    fields."""
     size = getattr(args, "tile_size", None)
     if size is not None and settings.cfg.tile_size != size:
         try:
@@ -277,6 +284,17 @@ def _apply_shorthands(args: argparse.Namespace, settings: "Settings") -> None:
             settings.cfg = settings.cfg.replace(time_limit=limit)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"--time-limit {limit:g}: {exc}") from None
+    std = getattr(args, "noise_std", None)
+    if std is not None:
+        settings.cfg = settings.cfg.replace(noise_std=std)  # > 0, checked by argparse
+    noise = settings.noise
+    if settings.cfg.noise_std > 0 and (noise.get("noise_model") == "poisson-gaussian"
+                                       or noise.get("gain") is not None
+                                       or noise.get("read_noise") is not None):
+        raise UsageError(
+            f"--noise-std (or noise_std={settings.cfg.noise_std:g}): the std of Gaussian "
+            f"noise; for photon counts give --gain/--read-noise with --noise-model "
+            f"poisson-gaussian instead, not both")
 
 
 def _cluster_requested(args: argparse.Namespace) -> bool:

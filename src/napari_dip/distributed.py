@@ -480,7 +480,8 @@ def _tile_task(payload: dict[str, Any]) -> ItemResult:
     data, known = payload["data"], payload["known"]
     sub = arrays.Prepared(
         data=data, known=known, reference=None, lo=0.0, hi=1.0, shape=data.shape,
-        dtype=np.dtype(np.float32), channel_axis=0, ndim_spatial=data.ndim - 1)
+        dtype=np.dtype(np.float32), channel_axis=0, ndim_spatial=data.ndim - 1,
+        noise_std=payload["noise_std"])
     dev = resolve_device(payload["device"])
     snap = None
     losses = []
@@ -535,11 +536,13 @@ class TiledImage:
     def __init__(self, image: Any, cfg: Any, *, mask: Any = None, channel_axis: int | None = None,
                  reference: Any = None, seed: int, output_dtype: Any = None,
                  keep_known: bool = False) -> None:
-        from .core import arrays, tiling
+        from .core import arrays, engine, tiling
 
         self.prep = arrays.prepare(image, mask=mask, channel_axis=channel_axis,
                                    reference=reference)
         self.cfg, _ = tiling.whole_image_strength(self.prep, cfg)  # as a local tiled run
+        given = engine.given_noise_variance(self.prep, cfg)  # the whole image's, every tile's
+        self.noise_std = 0.0 if given is None else float(np.sqrt(given))
         self.seed = seed
         self.output_dtype = output_dtype
         self.keep_known = keep_known
@@ -573,7 +576,8 @@ class TiledImage:
     def payload(self, tile: Any, device: str, threads: int | None) -> dict[str, Any]:
         region = (slice(None),) + tile.slices
         return {"data": np.ascontiguousarray(self.prep.data[region]), "known": self._known(tile),
-                "config": self.cfg, "seed": self.seed, "device": device, "threads": threads}
+                "noise_std": self.noise_std, "config": self.cfg, "seed": self.seed,
+                "device": device, "threads": threads}
 
     def add(self, tile: Any, snap: Any) -> None:
         """Keep a finished tile (its final snapshot) for blending."""

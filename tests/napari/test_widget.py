@@ -563,6 +563,28 @@ def test_finish_on_frames_leaves_the_rest_empty(qtbot, viewer, dock):
     assert dock.status.value.startswith("Finished early after")
 
 
+def test_noise_std_field(qtbot, viewer, dock, notes):
+    """A known noise level: 0 shows "estimate" and passes nothing; a value is kept across
+    presets, reaches the run and its layer's metadata, and a Poisson-Gaussian choice with
+    it is refused before anything starts."""
+    viewer.add_image(tiny_image(), name="known")
+    assert dock.noise_std.value == 0 and "noise_std" not in dock.run_options()
+    assert dock.noise_std.native.text() == "estimate"
+    dock.noise_std.value = 20
+    configure(dock, steps=10, every=5)  # method and preset set again
+    assert dock.noise_std.value == 20 and dock.run_options()["noise_std"] == 20
+    run_to_end(qtbot, dock)
+    md = viewer.layers["known [DIP]"].metadata
+    assert md["config"]["noise_std"] == 20
+    assert any("(given: noise_std)" in n for n in md["notes"] if n.startswith("loss: R2R"))
+    viewer.layers.remove("known [DIP]")
+    configure(dock, steps=10, every=5, noise_model="poisson-gaussian")
+    assert dock.run() is None
+    assert notes[-1][0] == "error" and "noise_std: a known std of Gaussian" in notes[-1][1]
+    assert dock.status.value.startswith("Not started")
+    assert "known [DIP]" not in viewer.layers
+
+
 def test_time_limit_field(qtbot, viewer, dock, monkeypatch):
     viewer.add_image(tiny_image(), name="timed")
     assert dock.time_limit.value == 0 and "time_limit" not in dock.run_options()

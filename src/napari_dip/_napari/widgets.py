@@ -356,6 +356,15 @@ class DIPWidget(Container):
                     "it, with gain and read noise estimated from the image. Automatic: "
                     "Poisson-Gaussian where a denoising run of the fast or balanced preset "
                     "finds the noise growing with the signal, Gaussian otherwise.")
+        self.noise_std = FloatSpinBox(
+            name="noise_std", label="noise std", min=0, max=1e9, step=1, value=0,
+            tooltip="The standard deviation of the image's Gaussian noise where it is "
+                    "known, in the image's units (e.g. 25 for 8-bit data with noise of std "
+                    "25); 0: estimated from the image.\nThe estimate reads fine texture "
+                    "as noise at low noise levels, and the result then smooths it away.\n"
+                    "Giving it also says the noise is Gaussian (not with Poisson-Gaussian).")
+        self.noise_std.native.setDecimals(4)
+        self.noise_std.native.setSpecialValueText("estimate")
         self.keep_known = CheckBox(
             name="keep_known", text="keep known pixels unchanged", value=False,
             tooltip="With a mask: copy the pixels that are not missing into the result "
@@ -378,7 +387,7 @@ class DIPWidget(Container):
                      self.ema, self.burn_in, self.thinning, self.gap_calibration,
                      self.snapshot_every,
                      self.members, self.compile_net, self.data_term, self.second_stage,
-                     self.gap_fill, self.noise_model,
+                     self.gap_fill, self.noise_model, self.noise_std,
                      self.keep_known,
                      self.dask_scheduler],
         )
@@ -625,6 +634,8 @@ class DIPWidget(Container):
             opts["time_limit"] = float(self.time_limit.value)
         if self.noise_model.value != "auto":
             opts["noise_model"] = self.noise_model.value
+        if self.noise_std.value > 0:  # not a preset's setting: kept when the preset changes
+            opts["noise_std"] = float(self.noise_std.value)
         if self.mask_layer.value is not None:
             opts["keep_known"] = bool(self.keep_known.value)
         return opts

@@ -268,14 +268,25 @@ def choose_noise_model(prep: arrays.Prepared, cfg: DIPConfig, noise_model: Any,
     (fast preset; balanced 1.0-2.8). Everything else stays "gaussian": masks (the estimate
     of the noise parameters cannot leave out their pixels), SGLD, SURE (which broke down
     on stabilised data at 10 photons) and the papers' loss, where the transformation was
-    not measured to help."""
+    not measured to help. A known noise level (``cfg.noise_std``) says the noise is
+    Gaussian: "auto" is then "gaussian" without the check, and a Poisson-Gaussian model
+    (or ``gain``, ``read_noise``) with it is an error."""
     if not isinstance(noise_model, str) or noise_model not in NOISE_MODELS:
         raise ValueError(f"noise_model: expected one of {', '.join(map(repr, NOISE_MODELS))}, "
                          f"got {noise_model!r}")
+    if cfg.noise_std > 0 and (noise_model == "poisson-gaussian" or gain is not None
+                              or read_noise is not None):
+        raise ValueError(
+            f"noise_std: a known std of Gaussian noise (given {cfg.noise_std:g}); for "
+            f"photon counts give gain and read_noise with noise_model='poisson-gaussian' "
+            f"instead, not both (got noise_model={noise_model!r}, gain={gain!r}, "
+            f"read_noise={read_noise!r})")
     if noise_model != "auto":
         return noise_model, None
     if gain is not None or read_noise is not None:
         return "poisson-gaussian", None
+    if cfg.noise_std > 0:  # the caller says the noise is Gaussian, with this std
+        return "gaussian", None
     if (cfg.method != "dip" or cfg.loss != "r2r" or cfg.sure_max_trend <= 0
             or prep.known is not None):
         return "gaussian", None
@@ -347,7 +358,8 @@ def choose_r2r_alpha_for_frames(frames: Any, cfg: DIPConfig, *,
                 prep = _stabilise(prep, model, gain, read_noise)[1]  # R2R stays R2R there
         except (TypeError, ValueError):  # a frame that cannot be restored fails in its run
             continue
-        var, _ = engine.image_noise_variance(prep.data, cfg)
+        var, _ = engine.image_noise_variance(prep.data, cfg,
+                                             engine.given_noise_variance(prep, cfg))
         if engine.fallback_reason(prep, cfg, var) is None:  # else: the papers' loss
             ratios.append(engine.r2r_strength(prep.data, var)[1])
     if not ratios:

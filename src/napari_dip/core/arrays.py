@@ -18,6 +18,9 @@ class Prepared:
     """An image in the engine's layout: float32 ``(C, *spatial)`` in [0, 1].
 
     ``known`` is ``(1 or C, *spatial)`` with 1 on pixels that enter the loss.
+    ``noise_std`` is the noise's standard deviation in these units where it is known (a
+    tile of a larger image gets the whole image's), 0 where the run reads it (from
+    ``DIPConfig.noise_std`` or the image).
     """
 
     data: np.ndarray
@@ -30,6 +33,7 @@ class Prepared:
     channel_axis: int | None
     ndim_spatial: int
     original: np.ndarray | None = None  # the caller's array (read, never written)
+    noise_std: float = 0.0
 
 
 def _as_numeric_array(name: str, value: Any) -> np.ndarray:

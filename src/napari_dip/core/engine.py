@@ -200,16 +200,33 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
-def image_noise_variance(data: np.ndarray, cfg: DIPConfig) -> tuple[float, tuple[bool, bool]]:
+def given_noise_variance(prep: arrays.Prepared, cfg: DIPConfig) -> float | None:
+    """The noise variance in ``prep``'s units where it is known: ``prep.noise_std`` (set
+    for the tiles of an image), else ``cfg.noise_std`` (in the image's units) over the
+    image's value range; None where the run reads it from the image."""
+    if prep.noise_std > 0:
+        return float(prep.noise_std) ** 2
+    if cfg.noise_std > 0:
+        return (float(cfg.noise_std) / (prep.hi - prep.lo)) ** 2
+    return None
+
+
+def noise_source(given: float | None) -> str:
+    """Where a run's noise level comes from, for its notes."""
+    return "given: noise_std" if given is not None else "estimated from the image"
+
+
+def image_noise_variance(data: np.ndarray, cfg: DIPConfig, given: float | None = None
+                         ) -> tuple[float, tuple[bool, bool]]:
     """The noise variance that a SURE or R2R run reads from an engine-layout image whose
-    every pixel is known, and whether its values pile up at its low and high ends: with
-    ``sure_clipping="impute"``, read away from clipped ends (the plain estimate reads low
-    on clipped data)."""
-    var = arrays.noise_variance(data)
+    every pixel is known (``given``, where known: :func:`given_noise_variance`), and
+    whether its values pile up at its low and high ends: with ``sure_clipping="impute"``,
+    read away from clipped ends (the plain estimate reads low on clipped data)."""
+    var = arrays.noise_variance(data) if given is None else float(given)
     ends = (False, False)
     if cfg.sure_clipping == "impute":
         ends = arrays.clipped_ends(data)
-        if any(ends):
+        if any(ends) and given is None:
             var = arrays.clipped_noise_variance(data)
     return var, ends
 
@@ -217,11 +234,13 @@ def image_noise_variance(data: np.ndarray, cfg: DIPConfig) -> tuple[float, tuple
 def fallback_reason(prep: arrays.Prepared, cfg: DIPConfig, noise_var: float) -> str | None:
     """Why a SURE or R2R run of ``cfg`` on ``prep``, whose noise variance reads
     ``noise_var`` (:func:`image_noise_variance`), runs the papers' loss instead
-    (``sure_max_noise``, ``sure_max_trend``); None where it does not."""
+    (``sure_max_noise``, ``sure_max_trend``); None where it does not. A given noise level
+    (:func:`given_noise_variance`) says the noise is Gaussian: no ``sure_max_trend``
+    check."""
     if 0 < cfg.sure_max_noise < np.sqrt(noise_var):
         return (f"noise std {np.sqrt(noise_var):.3g} of the data range is above "
                 f"sure_max_noise={cfg.sure_max_noise:g}, where SURE is unreliable")
-    if cfg.sure_max_trend > 0:
+    if cfg.sure_max_trend > 0 and given_noise_variance(prep, cfg) is None:
         trend = arrays.noise_trend(prep.data, prep.known)
         if trend > cfg.sure_max_trend:
             return (f"the noise variance grows with the signal, {trend:.2f}x from the darker "
@@ -268,8 +287,10 @@ def run(
     hold = cfg.loss == "holdout"  # the net predicts known pixels hidden from it
     sure_var = None  # the noise variance of SURE and R2R, also the stop rule's
     clip_ends = (False, False)
+    given = given_noise_variance(prep, cfg)  # None: read from the image where needed
+    source = noise_source(given)
     if own:
-        sure_var, clip_ends = image_noise_variance(prep.data, cfg)
+        sure_var, clip_ends = image_noise_variance(prep.data, cfg, given)
     reason = fallback_reason(prep, cfg, sure_var) if own else None
     fallback_note = None if reason is None else sure_fallback_note(reason)
     if fallback_note is not None:
@@ -285,7 +306,8 @@ def run(
     held_noise = 0.0  # the noise variance in the held-out pixels' error
     if held is not None:
         known_np = known_np * ~held
-        held_noise = arrays.noise_variance(prep.data, prep.known)
+        held_noise = given if given is not None else arrays.noise_variance(prep.data,
+                                                                            prep.known)
         held_noise = held_noise if held_noise > MIN_NOISE_VARIANCE else 0.0
     val = validation_pixels(cfg, prep, seed)  # the hold-out stop's pixels
     if val is not None:
@@ -351,7 +373,8 @@ def run(
         group_of = torch.randint(hold_groups, known_t.shape, generator=cpu_gen,
                                  dtype=torch.uint8).to(device)
         # the noise variance of the known pixels, for the blend of data and prediction there
-        hold_var = float(arrays.noise_variance(prep.data, prep.known))
+        hold_var = float(given if given is not None else
+                         arrays.noise_variance(prep.data, prep.known))
     # deep gaps (gap_blend): the band of known pixels around them, predicted with the band
     # hidden at every check, so that the blend's weight is fitted there too
     band = band_shown = None
@@ -388,8 +411,8 @@ def run(
                 f"runs its {cfg.steps} steps (auto_stop off)"))
     if sure:
         info.notes.append(
-            f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range (estimated "
-            f"from the image); no stop rule needed: it runs its {cfg.steps} steps")
+            f"loss: SURE, noise std {np.sqrt(sure_var):.3g} of the data range ({source}); "
+            f"no stop rule needed: it runs its {cfg.steps} steps")
     alpha = 0.0  # R2R's recorruption strength
     if r2r:
         watch = DivergenceWatch(stop=cfg.auto_stop, draws=cfg.r2r_draws,
@@ -405,7 +428,7 @@ def run(
             chosen = f"alpha {alpha:g}"
         info.notes.append(
             f"loss: R2R (recorrupted-to-recorrupted, {chosen}), noise std "
-            f"{np.sqrt(sure_var):.3g} of the data range (estimated from the image); the "
+            f"{np.sqrt(sure_var):.3g} of the data range ({source}); the "
             f"estimate is {what}, averaged over the last {watch.keep} snapshots; " + (
                 (f"stops where the net's outputs for the image and for the copies drift "
                  f"apart at {watch.checks} check{'s' if watch.checks > 1 else ''} in a row "
@@ -421,8 +444,10 @@ def run(
             info.notes.append(
                 f"loss: {cfg.loss.upper()}: {share * 100:.1f} % of the values sit at the "
                 f"data's {ends} (clipped); they are replaced by noise draws beyond the clip "
-                f"around a local estimate, and the noise std read away from the clipped ends "
-                f"(sure_clipping='impute')")
+                f"around a local estimate"
+                + ("" if given is not None else
+                   ", and the noise std read away from the clipped ends")
+                + " (sure_clipping='impute')")
         if sure_var <= MIN_NOISE_VARIANCE:
             info.notes.append(f"loss: no noise measurable in the image, so {cfg.loss.upper()} "
                               f"is the plain fit of the image and returns it about unchanged")
@@ -454,15 +479,16 @@ def run(
             info.notes.append("stop rule: windowed variance (the discrepancy rule is for "
                               "images without missing pixels)")
         else:
-            sigma2 = sure_var if sure_var is not None else arrays.noise_variance(prep.data)
+            sigma2 = (sure_var if sure_var is not None else given if given is not None
+                      else arrays.noise_variance(prep.data))
             if sigma2 > MIN_NOISE_VARIANCE:
                 level = cfg.stop_discrepancy * sigma2
                 discrepancy = Discrepancy(target[0], None if weight is None else weight[0],
                                           denom, level)
                 info.notes.append(
                     f"stop rule: discrepancy: stops once the estimate is within "
-                    f"{cfg.stop_discrepancy:g} x the noise variance estimated from the image "
-                    f"(noise std {np.sqrt(sigma2):.3g} of the data range)")
+                    f"{cfg.stop_discrepancy:g} x the noise variance (noise std "
+                    f"{np.sqrt(sigma2):.3g} of the data range, {source})")
             else:
                 rule = "variance"
                 info.notes.append("stop rule: windowed variance (no noise measurable in the "
@@ -470,10 +496,11 @@ def run(
     if rule == "variance":
         threshold = 0.0
         if cfg.stop_fit > 0:
-            threshold = cfg.stop_fit * arrays.noise_variance(prep.data, prep.known)
+            threshold = cfg.stop_fit * (given if given is not None else
+                                        arrays.noise_variance(prep.data, prep.known))
             info.notes.append(f"stop rule: may start before step {cfg.stop_warmup} once the "
                               f"loss is below {threshold:.3g} ({cfg.stop_fit} x the noise "
-                              f"variance estimated from the image)")
+                              f"variance, {source})")
         stopper = WindowedVariance(target[0], cfg.stop_window, cfg.stop_warmup, threshold)
     backtrack = Backtracker(opt, cfg.backtrack_db) if (
         cfg.backtrack_db > 0 and not sure and not hold) else None
@@ -672,6 +699,8 @@ def run(
             ends = (False, False)
         if sure_var is not None:
             var = sure_var
+        elif given is not None:
+            var = given
         elif any(ends):  # the plain estimate reads low on clipped data
             var = arrays.clipped_noise_variance(prep.data, prep.known)
         else:
@@ -709,7 +738,7 @@ def run(
         out[0][crop] = filtered.to(out.dtype)
         info.notes.append(
             f"refine: Wiener filter on stacks of similar patches with gains from the net's "
-            f"estimate (noise std {std:.3g} estimated from the image"
+            f"estimate (noise std {std:.3g} of the data range, {source}"
             f"{'; known pixels only, the gaps keep the estimate' if known is not None else ''}"
             f"{clip_note}"
             + (f"; {hard:.3g} of the filtered image with gains from a hard-thresholding "
@@ -959,7 +988,7 @@ def run(
                 info.notes.append(
                     f"loss: hold-out: the known pixels are {hold_weight:.3g} x their data + "
                     f"{1 - hold_weight:.3g} x the prediction from their neighbours (noise "
-                    f"variance {hold_var:.3g} estimated from the image, error on hidden "
+                    f"variance {hold_var:.3g}, {source}, error on hidden "
                     f"pixels {watch.last_error:.3g}, at the latest check)")
         elif stopper is not None:
             best = int(stopper.best_step.item())

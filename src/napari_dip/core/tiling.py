@@ -365,8 +365,9 @@ def whole_image_strength(prep: arrays.Prepared, cfg: DIPConfig) -> tuple[DIPConf
     the note that says so (None where nothing changes)."""
     if cfg.loss != "r2r" or cfg.r2r_alpha is not None or prep.known is not None:
         return cfg, None
+    given = engine.given_noise_variance(prep, cfg)
     alpha, ratio = engine.r2r_strength(prep.data,
-                                       engine.image_noise_variance(prep.data, cfg)[0])
+                                       engine.image_noise_variance(prep.data, cfg, given)[0])
     return cfg.replace(r2r_alpha=alpha), (
         f"tiles: R2R's alpha {alpha:.2g} for every tile, set by the whole image's variance, "
         f"{ratio:.2f} x its noise variance")
@@ -398,13 +399,15 @@ def _run_tiles(
     t0 = time.perf_counter()
     reasons: list[str] = []
     matched: int | None = None  # the steps of the tile in progress when finish() turned
+    given = engine.given_noise_variance(prep, cfg)  # the whole image's, for every tile
+    given_std = 0.0 if given is None else float(np.sqrt(given))
     for tile in plan.tiles:
         region = (slice(None),) + tile.slices
         known = None if prep.known is None else np.ascontiguousarray(prep.known[region])
         sub = arrays.Prepared(
             data=np.ascontiguousarray(prep.data[region]), known=known, reference=None,
             lo=0.0, hi=1.0, shape=(channels, *tile.shape), dtype=np.dtype(np.float32),
-            channel_axis=0, ndim_spatial=prep.ndim_spatial,
+            channel_axis=0, ndim_spatial=prep.ndim_spatial, noise_std=given_std,
         )
         final = None
         deadline = None

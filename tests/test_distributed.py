@@ -327,7 +327,7 @@ def test_restore_many_tiles_share_a_given_noise_std(client):
     (result,) = napari_dip.restore_many([image], cluster=client, threads=1, **tiled)
     expected = _restore_on_one_thread(image, **tiled)
     np.testing.assert_array_equal(result.image, expected.image)
-    assert result.info.tiles["tiles"] == 4
+    assert result.info.tiles["tiles"] == 4 and result.info.tiles["distributed"] is True
     span = float(image.max() - image.min())
     assert f"noise std {20.0 / span:.3g} of the data range (given: noise_std)" in " ".join(
         expected.info.notes)

@@ -204,7 +204,7 @@ def test_with_a_mask_only_the_known_pixels_are_refined(noisy_crop, camera_crop):
     # an image without noise has nothing to filter
     ramp = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
     clean = restore(ramp, refine="wiener", **kw)
-    assert "refine: off (the image shows no noise to filter)" in clean.info.notes
+    assert "refine: off (no noise measurable in the image: nothing to filter)" in clean.info.notes
 
 
 def test_the_snapshot_before_the_final_one_is_the_net_estimate(noisy_crop):

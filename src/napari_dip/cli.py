@@ -200,11 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "where --gain or --read-noise is given, or where a denoising run "
                           "of the fast or balanced preset finds the noise growing with the "
                           "signal (decided once for all frames of a stack); gaussian "
-                          "otherwise (with --config: the sidecar's choice)")
+                          "otherwise, and with --noise-std (with --config: the sidecar's "
+                          "choice)")
     run.add_argument("--noise-std", type=_positive_float, metavar="S",
-                     help="the std of the images' Gaussian noise where it is known, in "
-                          "image units (e.g. 25 for 8-bit data with sigma 25; the same as "
-                          "--option noise_std=S; default: estimated from each image, which "
+                     help="the std (S > 0) of the images' Gaussian noise where it is "
+                          "known, in image units (e.g. 25 for 8-bit data with sigma 25; the "
+                          "same as --option noise_std=S, where 0 means the default: "
+                          "estimated from each image, which "
                           "reads fine texture as noise at low noise levels); not with "
                           "--gain/--read-noise or --noise-model poisson-gaussian")
     run.add_argument("--gain", type=_positive_float, metavar="G",

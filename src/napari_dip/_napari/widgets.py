@@ -355,7 +355,8 @@ class DIPWidget(Container):
                     "the image is variance-stabilised before the fit and mapped back after "
                     "it, with gain and read noise estimated from the image. Automatic: "
                     "Poisson-Gaussian where a denoising run of the fast or balanced preset "
-                    "finds the noise growing with the signal, Gaussian otherwise.")
+                    "finds the noise growing with the signal, Gaussian otherwise and where "
+                    "a noise std is given.")
         self.noise_std = FloatSpinBox(
             name="noise_std", label="noise std", min=0, max=1e9, step=1, value=0,
             tooltip="The standard deviation of the image's Gaussian noise where it is "
@@ -363,7 +364,7 @@ class DIPWidget(Container):
                     "25); 0: estimated from the image.\nThe estimate reads fine texture "
                     "as noise at low noise levels, and the result then smooths it away.\n"
                     "Giving it also says the noise is Gaussian (not with Poisson-Gaussian).")
-        self.noise_std.native.setDecimals(4)
+        self.noise_std.native.setDecimals(6)
         self.noise_std.native.setSpecialValueText("estimate")
         self.keep_known = CheckBox(
             name="keep_known", text="keep known pixels unchanged", value=False,

@@ -196,7 +196,10 @@ def iterate(
         fast preset then gained 1.3-2.0 dB on average at 10-100 photons at the brightest
         pixel over the papers' loss on the raw values, which it used before; it came
         0.1-0.3 dB above BM3D with the same transformation at 30-100 photons and 1.0 dB
-        below it at 10 (benchmarks/RESULTS.md, "Photon counts").
+        below it at 10 (benchmarks/RESULTS.md, "Photon counts"). A known noise level
+        (the option ``noise_std``) says the noise is Gaussian: "auto" is then
+        "gaussian", and "poisson-gaussian" (or ``gain``, ``read_noise``) with it is an
+        error.
     gain, read_noise : float, optional
         "poisson-gaussian": detector gain (image units per photon) and the standard
         deviation of the Gaussian read noise, in image units; estimated from the image

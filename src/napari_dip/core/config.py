@@ -83,7 +83,7 @@ class DIPConfig:
         "discrepancy" (default): Morozov's discrepancy principle: stop at the first step
         whose estimate differs from the image on the known pixels by no more than
         ``stop_discrepancy`` times the noise variance estimated from the image (MAD of
-        the finest diagonal differences), i.e. once it explains the image as well as the
+        the finest diagonal differences; ``noise_std`` where given), i.e. once it explains the image as well as the
         clean image would; used without a mask, and where the image shows noise; else,
         and when that level is never reached, the windowed-variance rule applies.
         "variance": the windowed-variance rule (ES-WMV) only: the estimate at the minimum
@@ -110,7 +110,7 @@ class DIPConfig:
         Ignore variance minima before this step (avoids false early minima).
     stop_fit : float
         Let the stop rule start before ``stop_warmup`` once the data-fit loss falls below
-        this many times the noise variance estimated from the image (the output then
+        this many times the noise variance (``noise_std``'s, else estimated; the output then
         fits the data about as well as the clean image would); 0 disables.
     snapshot_every : int
         Report a snapshot (and check the stop rule) every this many steps.
@@ -151,7 +151,7 @@ class DIPConfig:
         unbiased risk estimate (SURE) of the mean squared error against the unseen clean
         image as the loss (Metzler et al., 2018; Jo, Chun & Choi, ICCV 2021), with the
         divergence term estimated by one random perturbation per step (Ramani, Blu &
-        Unser, 2008) and the noise variance estimated from the image. SURE penalises
+        Unser, 2008) and the noise variance (``noise_std``'s, else estimated). SURE penalises
         copying the noise, so the fit does not overfit and needs no stop rule: the run
         goes through its ``steps`` (use ``lr_final`` < 1 to settle it) and the reported
         loss is an estimate of the MSE to the clean image. Needs every pixel known (no
@@ -199,8 +199,8 @@ class DIPConfig:
         At each snapshot the estimate takes the gaps from the mean of
         ``max(2, round(1 / holdout_share))`` passes that each hide a fixed group of the
         known pixels, and each known pixel from the pass that hides it, blended with its
-        data: weighted m / (m + v) on the data, v the noise variance estimated from the
-        image and m the error on hidden pixels less v, which is the data itself on a
+        data: weighted m / (m + v) on the data, v the noise variance (``noise_std``'s, else
+        estimated from the image) and m the error on hidden pixels less v, which is the data itself on a
         noise-free image and mostly the prediction from its neighbours (a denoised value)
         on a noisy one. The run returns the mean of the estimates of the recent snapshots
         (from half its step on) at the snapshot with the lowest error on hidden pixels
@@ -242,8 +242,8 @@ class DIPConfig:
         50 30.08 dB against 28.35 where the stop fired, chelsea at sigma 50 25.80 against
         25.58 after 600 steps.
     sure_max_noise : float
-        With ``loss="sure"``: above this noise standard deviation (estimated from the
-        image, as a fraction of its value range, max - min) run the papers' loss with the
+        With ``loss="sure"``: above this noise standard deviation (``noise_std``, else
+        estimated from the image, as a fraction of its value range, max - min) run the papers' loss with the
         fast preset's settings for it instead, with a note (0, the default and the
         presets' value: no limit). Without ``sure_clipping="impute"``, SURE broke down on
         8-bit images at sigma 50 (21.0 dB on the 256x256 camera, where the papers' loss
@@ -291,7 +291,7 @@ class DIPConfig:
         A second stage for denoising (method "dip"): "wiener"
         filters the noisy image again with Wiener gains taken from the net's final
         estimate, on stacks of similar patches, as BM3D's second step does with its own
-        first estimate (``core/refine.py``; noise std estimated from the image), and
+        first estimate (``core/refine.py``; noise std ``noise_std``, else estimated from the image), and
         returns a share of the net's estimate (``refine_blend``) plus the rest of the
         filtered image.
         The progressive snapshots stay the net's. The fast and balanced presets set it
@@ -304,7 +304,7 @@ class DIPConfig:
         it with a mask. An image without measurable noise is left as the net made it.
     refine_blend : float or None
         With ``refine="wiener"``: the share of the net's estimate in the result, in
-        [0, 1]; None (default) sets it from the noise std s estimated from the image, as a
+        [0, 1]; None (default) sets it from the noise std s (``noise_std``'s, else estimated), as a
         fraction of its value range: ``clip(5 (s - 0.06), 0, 1)`` (``refine_share``),
         0 at sigma 15/255, 0.2 at 25, 0.65 at 50. The filter gains most over the net at
         low noise, the net's estimate holds up better at high noise, and their errors
@@ -330,7 +330,8 @@ class DIPConfig:
         for an 8-bit image with noise of std 25; the same for every channel); 0 (default):
         estimated from the image (a wavelet estimate, ``arrays.noise_variance``). Every
         part that needs the noise level takes it: R2R's recorruption and strength, SURE,
-        the discrepancy stop, the hold-out blend, SGLD's calibration and the second stage.
+        the discrepancy stop and ``stop_fit``, the hold-out blend, SGLD's calibration and the
+        second stage.
         The estimate reads fine texture as noise: on 256x256 8-bit crops at sigma 5 it
         read 12.6 on grass (11.1 on the clean crop) and 7.4 on coins, and the result
         smoothed that texture away. Giving it also tells the run that the noise is
@@ -449,7 +450,7 @@ class SGLDConfig(DIPConfig):
     calibration_share : float
         With a mask: the share of the known pixels held out of the fit (drawn at random
         with the run's seed) to calibrate the posterior std in the gaps. At the end the
-        net's error on them (less the noise variance estimated from the image) is
+        net's error on them (less the noise variance: ``noise_std``'s, else estimated) is
         compared with their posterior variance, and the variance of every pixel the fit
         did not see is multiplied by that ratio where it is above 1 (never narrowed).
         The posterior of a pixel the fit does not see is too narrow: on a 64x64 camera

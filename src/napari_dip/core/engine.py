@@ -216,6 +216,13 @@ def noise_source(given: float | None) -> str:
     return "given: noise_std" if given is not None else "estimated from the image"
 
 
+def no_noise(given: float | None) -> str:
+    """Why a run finds no noise to remove (a variance at most ``MIN_NOISE_VARIANCE``), for
+    its notes."""
+    return ("the given noise_std is below 0.1 % of the data range" if given is not None
+            else "no noise measurable in the image")
+
+
 def image_noise_variance(data: np.ndarray, cfg: DIPConfig, given: float | None = None
                          ) -> tuple[float, tuple[bool, bool]]:
     """The noise variance that a SURE or R2R run reads from an engine-layout image whose
@@ -449,7 +456,7 @@ def run(
                    ", and the noise std read away from the clipped ends")
                 + " (sure_clipping='impute')")
         if sure_var <= MIN_NOISE_VARIANCE:
-            info.notes.append(f"loss: no noise measurable in the image, so {cfg.loss.upper()} "
+            info.notes.append(f"loss: {no_noise(given)}, so {cfg.loss.upper()} "
                               f"is the plain fit of the image and returns it about unchanged")
         if use_bf16 and sure:
             use_bf16 = False
@@ -491,8 +498,8 @@ def run(
                     f"{np.sqrt(sigma2):.3g} of the data range, {source})")
             else:
                 rule = "variance"
-                info.notes.append("stop rule: windowed variance (no noise measurable in the "
-                                  "image for the discrepancy rule)")
+                info.notes.append(f"stop rule: windowed variance ({no_noise(given)}, for "
+                                  f"the discrepancy rule)")
     if rule == "variance":
         threshold = 0.0
         if cfg.stop_fit > 0:
@@ -706,7 +713,7 @@ def run(
         else:
             var = arrays.noise_variance(prep.data, prep.known)
         if not var > MIN_NOISE_VARIANCE:
-            info.notes.append("refine: off (the image shows no noise to filter)")
+            info.notes.append(f"refine: off ({no_noise(given)}: nothing to filter)")
             return est
         started = time.perf_counter()
         std = float(np.sqrt(var))

@@ -2,7 +2,8 @@
 
 The discrepancy principle (Morozov, 1966): an estimate that differs from the noisy data
 by less than the noise itself has begun to reproduce the noise, so stop when the residual
-on the known pixels falls to about the noise variance, which is estimated from the image.
+on the known pixels falls to about the noise variance, which is estimated from the image
+(or given: ``noise_std``).
 
 The windowed moving variance rule (ES-WMV) of Wang et al., "Early Stopping for Deep Image
 Prior": the mean squared distance of the last W outputs to their mean falls to a minimum

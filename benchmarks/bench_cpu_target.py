@@ -213,7 +213,10 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
 def noise_std_used(snap, noisy):
     """The noise std (in /255) that a run used, from its notes (the loss's, else the second
     stage's or the stop rule's; they give it as a fraction of the data's range); NaN
-    where no note gives it."""
+    where no note gives it, or where the run was variance-stabilised (its std is then in
+    the stabilised units)."""
+    if snap.info.noise:
+        return float("nan")
     for note in snap.info.notes:
         found = re.search(r"noise std ([0-9.e+-]+) of the data range", note)
         if found:

@@ -7,7 +7,9 @@ denoise      Gaussian noise at sigma in {15, 25, 50}/255 (unclipped, noise seed 
              after its second stage where it has one: ``refine``), the net's estimate
              at the stop ("dip_stop_net", where a second stage ran: the same run's snapshot
              before the stage), DIP oracle (best
-             snapshot PSNR of an auto_stop=False run of the net, no second stage), SGLD
+             snapshot PSNR of an auto_stop=False run of the net, no second stage), with
+             ``--known-noise`` the stop rule's run given the noise level ("dip_known":
+             ``noise_std``, as BM3D is given it; else read from the image), SGLD
              posterior mean, BM3D / CBM3D (PyPI ``bm3d``). PSNR (data_range=1) and SSIM
              per image and averaged.
 inpaint      50% and 80% random pixel loss and a text/scribble mask (nonzero = missing):
@@ -256,9 +258,10 @@ def run_engine(img_in, *, method, mask=None, channel_axis, args, auto_stop=None,
     return res, time.perf_counter() - t
 
 
-def run_dip_stop(img_in, *, channel_axis, args):
+def run_dip_stop(img_in, *, channel_axis, args, **extra):
     """DIP with the stop rule: the result, its seconds, and the snapshot before the final
-    one (where a second stage ran, the net's estimate that went into it)."""
+    one (where a second stage ran, the net's estimate that went into it). ``extra``:
+    options for this run only."""
     import napari_dip
 
     t = time.perf_counter()
@@ -267,7 +270,7 @@ def run_dip_stop(img_in, *, channel_axis, args):
     for snap in napari_dip.iterate(img_in.astype(np.float32), method="dip",
                                    channel_axis=channel_axis, preset=args.preset,
                                    steps=args.steps, auto_stop=True, device=args.device,
-                                   seed=args.seed, **args.options):
+                                   seed=args.seed, **{**args.options, **extra}):
         snaps = [snaps[1], snap]
         losses.append(snap.losses)
     prev, snap = snaps
@@ -320,6 +323,11 @@ def do_denoise(name, clean, sigmas, args, table, bm3d_err):
             table.add({**base, "method": "dip_stop_net", "psnr": psnr(clean, net.image),
                        "ssim": ssim(clean, net.image), "steps": net.step,
                        "stop_reason": res.stop_reason, "seconds": net.elapsed})
+        if args.known_noise:  # the same run given the noise level, as BM3D is given it
+            res, sec, _ = run_dip_stop(noisy, channel_axis=ch, args=args, noise_std=sigma)
+            table.add({**base, "method": "dip_known", "psnr": psnr(clean, res.image),
+                       "ssim": ssim(clean, res.image), "steps": res.steps,
+                       "stop_reason": res.stop_reason, "seconds": sec})
         table.add({**base, "method": "dip_oracle", "psnr": bp, "ssim": ssim(clean, bimg),
                    "steps": last.step, "best_step": bstep,
                    "final_psnr": psnr(clean, last.image), "seconds": osec})
@@ -396,6 +404,9 @@ def parse_args(argv=None):
     p.add_argument("--options", default="",
                    help="config options for every engine run, e.g. 'members=2,compile=true'")
     p.add_argument("--no-sgld", action="store_true", help="denoising: skip the SGLD runs")
+    p.add_argument("--known-noise", action="store_true",
+                   help="denoising: also run DIP with the stop rule given the noise level "
+                        "(noise_std, as BM3D is given it): the rows 'dip_known'")
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--quick", action="store_true",
                    help="reduced CPU set: 2 images at 64x64, sigma 25, fast preset, 300 steps")

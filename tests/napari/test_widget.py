@@ -567,7 +567,16 @@ def test_noise_std_field(qtbot, viewer, dock, notes):
     """A known noise level: 0 shows "estimate" and passes nothing; a value is kept across
     presets, reaches the run and its layer's metadata, and a Poisson-Gaussian choice with
     it is refused before anything starts."""
-    viewer.add_image(tiny_image(), name="known")
+    viewer.add_image(np.random.default_rng(0).random((16, 16)).astype(np.float32),
+                     name="float data")
+    # the field's step and decimals follow the image's units: a float image in [0, 1] ...
+    assert dock.noise_std.native.singleStep() == pytest.approx(0.01)
+    dock.noise_std.value = 0.0123
+    assert dock.noise_std.value == pytest.approx(0.0123)
+    dock.noise_std.value = 0
+    viewer.add_image(tiny_image(), name="known")  # ... and 8-bit data
+    assert dock.image_layer.value.name == "known"
+    assert dock.noise_std.native.singleStep() == 1
     assert dock.noise_std.value == 0 and "noise_std" not in dock.run_options()
     assert dock.noise_std.native.text() == "estimate"
     dock.noise_std.value = 20

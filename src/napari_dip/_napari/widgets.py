@@ -364,7 +364,7 @@ class DIPWidget(Container):
                     "25); 0: estimated from the image.\nThe estimate reads fine texture "
                     "as noise at low noise levels, and the result then smooths it away.\n"
                     "Giving it also says the noise is Gaussian (not with Poisson-Gaussian).")
-        self.noise_std.native.setDecimals(6)
+        self.noise_std.native.setDecimals(2)  # set for the image's units when it is chosen
         self.noise_std.native.setSpecialValueText("estimate")
         self.keep_known = CheckBox(
             name="keep_known", text="keep known pixels unchanged", value=False,
@@ -521,7 +521,23 @@ class DIPWidget(Container):
             self.channels.enabled = True
         n_spatial = np.ndim(layer.data) - (self.channels.value is not None)
         self.mode.value = "whole" if n_spatial <= 3 else "frames"
+        self._fit_noise_std_field(layer)
         self._update_history_enabled()
+
+    def _fit_noise_std_field(self, layer: Image) -> None:
+        """The noise std field's step and decimals for the image's units: steps of 1 for
+        integer data, of about a hundredth of the value range for float data (from the
+        layer's contrast limits range, so that lazy data are not read)."""
+        if np.issubdtype(np.dtype(layer.dtype), np.integer):
+            step = 1.0
+        else:
+            lo, hi = layer.contrast_limits_range
+            span = float(hi) - float(lo)
+            span = span if np.isfinite(span) and span > 0 else 1.0
+            step = float(10.0 ** np.round(np.log10(span / 100.0)))
+        native = self.noise_std.native
+        native.setDecimals(int(min(10, max(0, -np.floor(np.log10(step))) + 2)))
+        native.setSingleStep(step)
 
     def _on_method_changed(self, *_: Any) -> None:
         sgld = self.method.value == "sgld"

@@ -334,10 +334,12 @@ class DIPConfig:
         second stage.
         The estimate reads fine texture as noise: on 256x256 8-bit crops at sigma 5 it
         read 12.6 on grass (11.1 on the clean crop) and 7.4 on coins, and the result
-        smoothed that texture away. Giving it also tells the run that the noise is
-        Gaussian: ``noise_model="auto"`` keeps the raw values and the presets' check for
-        noise that grows with the signal (``sure_max_trend``) is skipped. Not for photon
-        counts: give ``gain`` and ``read_noise`` there (:func:`napari_dip.iterate`).
+        smoothed that texture away (grass, fast preset: 4.8 dB below BM3D, which is given
+        the level; 0.1 above with it given; benchmarks/RESULTS.md). Giving it also tells
+        the run that the noise is Gaussian: ``noise_model="auto"`` keeps the raw values
+        and the presets' check for noise that grows with the signal (``sure_max_trend``)
+        is skipped. Not for photon counts: give ``gain`` and ``read_noise`` there
+        (:func:`napari_dip.iterate`).
     time_limit : float
         Seconds the fit may take (0, default: no limit). At the first snapshot (every
         ``snapshot_every`` steps) after the limit, the fit ends, and the run finishes as

@@ -150,6 +150,26 @@ def test_the_tiles_of_an_image_share_its_given_std(camera_crop):
     assert _stds([note], "loss")[0] == pytest.approx(15 / span, rel=5e-3)
 
 
+def test_the_run_reports_the_level_it_used(camera_crop):
+    """``info.noise_std`` (and the metadata's "noise_std"): the level a run used, in the
+    image's units, given or read; none where the tiles read their own or the data were
+    stabilised."""
+    noisy = (camera_crop * 200 + np.random.default_rng(5).normal(0, 10, camera_crop.shape)
+             ).astype(np.float32)
+    prep = arrays.prepare(noisy)
+    var, _ = engine.image_noise_variance(prep.data, make_config("dip", "fast"))
+    read = restore(noisy, **KW)
+    assert read.info.noise_std == pytest.approx(np.sqrt(var) * (prep.hi - prep.lo))
+    assert read.metadata()["noise_std"] == read.info.noise_std
+    given = restore(noisy, noise_std=7.5, **KW)
+    assert given.info.noise_std == pytest.approx(7.5)
+    tiles = dict(tile_size=32, tile_overlap=8)
+    assert restore(noisy, **tiles, **KW).info.noise_std is None  # each tile reads its own
+    assert restore(noisy, noise_std=7.5, **tiles, **KW).info.noise_std == pytest.approx(7.5)
+    stable = restore(noisy - noisy.min(), noise_model="poisson-gaussian", **KW)
+    assert stable.info.noise_std is None and "noise_std" not in stable.metadata()
+
+
 def test_the_command_line_gives_it_and_the_sidecar_keeps_it(tmp_path, capsys):
     rng = np.random.default_rng(0)
     img = np.clip(120 + 40 * rng.standard_normal((32, 32)), 0, 255).astype(np.uint8)

@@ -579,13 +579,19 @@ def test_noise_std_field(qtbot, viewer, dock, notes):
     assert dock.noise_std.native.singleStep() == 1
     assert dock.noise_std.value == 0 and "noise_std" not in dock.run_options()
     assert dock.noise_std.native.text() == "estimate"
+    configure(dock, steps=10, every=5)
+    run_to_end(qtbot, dock)  # the level read from the image: the status says so
+    assert re.search(r"Noise std [0-9.]+, read from the image: where you know it, set "
+                     r"'noise std'", dock.status.value), dock.status.value
+    viewer.layers.remove("known [DIP]")
     dock.noise_std.value = 20
     dock.preset.value = "balanced"  # a preset's change resets its own fields only
     configure(dock, steps=10, every=5)  # back to the fast preset
     assert dock.noise_std.value == 20 and dock.run_options()["noise_std"] == 20
     run_to_end(qtbot, dock)
+    assert "Noise std 20 (given)." in dock.status.value
     md = viewer.layers["known [DIP]"].metadata
-    assert md["config"]["noise_std"] == 20
+    assert md["config"]["noise_std"] == 20 and md["noise_std"] == 20
     assert any("(given: noise_std)" in n for n in md["notes"] if n.startswith("loss: R2R"))
     viewer.layers.remove("known [DIP]")
     configure(dock, steps=10, every=5, noise_model="poisson-gaussian")

@@ -985,6 +985,11 @@ class DIPWidget(Container):
                          f"{stabilised['gain']:.3g}, read noise {stabilised['sigma']:.3g}, "
                          f"offset {stabilised['offset']:.4g}"
                          f"{'; estimated from the image' if stabilised.get('estimated') else ''}).")
+            level = snap.info.noise_std  # None on stabilised data and where tiles read theirs
+            if level is not None and last.n_frames == 1:
+                text += (f"\nNoise std {level:.3g} (given)." if snap.info.config.noise_std > 0
+                         else f"\nNoise std {level:.3g}, read from the image: where you know "
+                              f"it, set 'noise std' (advanced).")
         else:
             text = "Finished without a result."
         self._set_status(text)

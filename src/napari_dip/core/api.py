@@ -101,6 +101,7 @@ def run_metadata(info: RunInfo, **extra: Any) -> dict[str, Any]:
         "parameters": info.parameters,
         **({"tiling": info.tiles} if info.tiles else {}),
         **({"noise_model": info.noise} if info.noise else {}),
+        **({"noise_std": info.noise_std} if info.noise_std is not None else {}),
         **({"notes": list(info.notes)} if info.notes else {}),
         **extra,
         "versions": versions(),
@@ -467,6 +468,7 @@ def _unstabilised(run: Iterator[Snapshot], state: noise.NoiseState, stable: arra
             snap.image = image
             snap.psnr = None if prep.reference is None else engine.psnr(image, prep.reference)
             snap.info.noise = state.to_dict()
+            snap.info.noise_std = None  # the fit's was in the stabilised units
             for note in reversed(notes):
                 if note not in snap.info.notes:
                     snap.info.notes.insert(0, note)

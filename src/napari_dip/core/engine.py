@@ -116,6 +116,10 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
     tiles: dict[str, Any] | None = None
     noise: dict[str, Any] | None = None
+    #: the noise std the run used, in the image's units (``noise_std`` where given, else
+    #: read from the image); None where it used none, where the tiles of an image read
+    #: their own, and on variance-stabilised data
+    noise_std: float | None = None
 
 
 @dataclass
@@ -344,6 +348,16 @@ def run(
         channel_axis=prep.channel_axis, padded_shape=tuple(padded.shape[1:]),
         parameters=sum(p.numel() for p in net.parameters()),
     )
+
+    def used(var: float) -> None:  # the noise level this run works with, for its info
+        info.noise_std = float(np.sqrt(max(var, 0.0))) * (prep.hi - prep.lo)
+
+    if own:
+        used(sure_var)
+    elif given is not None:
+        used(given)
+    elif held_noise > 0:  # SGLD's calibration
+        used(held_noise)
     if cfg.compile:
         backend = COMPILE_BACKENDS.get(device.type)
         if backend is None:
@@ -382,6 +396,7 @@ def run(
         # the noise variance of the known pixels, for the blend of data and prediction there
         hold_var = float(given if given is not None else
                          arrays.noise_variance(prep.data, prep.known))
+        used(hold_var)
     # deep gaps (gap_blend): the band of known pixels around them, predicted with the band
     # hidden at every check, so that the blend's weight is fitted there too
     band = band_shown = None
@@ -489,6 +504,7 @@ def run(
             sigma2 = (sure_var if sure_var is not None else given if given is not None
                       else arrays.noise_variance(prep.data))
             if sigma2 > MIN_NOISE_VARIANCE:
+                used(sigma2)
                 level = cfg.stop_discrepancy * sigma2
                 discrepancy = Discrepancy(target[0], None if weight is None else weight[0],
                                           denom, level)
@@ -716,6 +732,7 @@ def run(
             info.notes.append(f"refine: off ({no_noise(given)}: nothing to filter)")
             return est
         started = time.perf_counter()
+        used(var)
         std = float(np.sqrt(var))
         share = refine_share(std) if cfg.refine_blend is None else cfg.refine_blend
         pilot = est[0][crop].float()

@@ -425,6 +425,8 @@ def _run_tiles(
                     parameters=snap.info.parameters,
                 )
                 info.tiles = plan.describe()
+                if given is not None:  # else each tile reads its own
+                    info.noise_std = float(np.sqrt(given)) * (prep.hi - prep.lo)
             info.notes[:] = notes + [f"{len(plan)} tiles of {list(plan.tile)} "
                                      f"(overlap {overlap})"] + snap.info.notes
             if snap.done:

@@ -328,6 +328,7 @@ def test_restore_many_tiles_share_a_given_noise_std(client):
     expected = _restore_on_one_thread(image, **tiled)
     np.testing.assert_array_equal(result.image, expected.image)
     assert result.info.tiles["tiles"] == 4 and result.info.tiles["distributed"] is True
+    assert result.info.noise_std == 20.0 == expected.info.noise_std  # as given
     span = float(image.max() - image.min())
     assert f"noise std {20.0 / span:.3g} of the data range (given: noise_std)" in " ".join(
         expected.info.notes)

@@ -186,6 +186,16 @@ def test_the_command_line_gives_it_and_the_sidecar_keeps_it(tmp_path, capsys):
                  str(tmp_path / "out" / "a_dip.json")]) == 0
     again = json.loads((tmp_path / "again" / "a_dip.json").read_text())
     assert again["config"]["noise_std"] == 12.0
+    assert side["noise_std"] == 12.0  # the level the run used, as given
+    # a stack's frames each read their own level: one per frame, none for the whole
+    stack = tmp_path / "stack.tif"
+    frames = np.stack([img, np.clip(img.astype(float) * 0.5 + 40, 0, 255).astype(np.uint8)])
+    tifffile.imwrite(stack, frames, photometric="minisblack")
+    assert main([str(stack), "-o", str(tmp_path / "frames"), *fast, "--stack",
+                 "frames"]) == 0
+    side = json.loads((tmp_path / "frames" / "stack_dip.json").read_text())
+    levels = [f["noise_std"] for f in side["frames"]]
+    assert "noise_std" not in side and len(levels) == 2 and levels[0] != levels[1]
     capsys.readouterr()
     for extra in (["--noise-model", "poisson-gaussian"], ["--gain", "2"]):
         assert main([str(src), "-o", str(tmp_path / "bad"), *fast, "--noise-std", "12",

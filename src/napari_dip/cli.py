@@ -795,6 +795,8 @@ def _write_job(prep: PreparedJob, finals: Sequence[Any], settings: Settings,
         best_step=finals[0].best_step if len(finals) == 1 else None,
         elapsed=float(sum(s.elapsed for s in finals)),
     )
+    if len(finals) > 1 and not settings.cfg.noise_std > 0:
+        meta.pop("noise_std", None)  # each frame read its own: see "frames"
     meta["input_shape"] = list(source.data.shape)
     meta["input_dtype"] = str(source.data.dtype)
     meta["channel_axis"] = channel_axis
@@ -822,7 +824,7 @@ def _write_job(prep: PreparedJob, finals: Sequence[Any], settings: Settings,
     if len(finals) > 1:
         sidecar["frames"] = [
             {"index": i, "steps": s.step, "stop_reason": s.stop_reason, "best_step": s.best_step,
-             "elapsed": s.elapsed} for i, s in enumerate(finals)
+             "elapsed": s.elapsed, "noise_std": s.info.noise_std} for i, s in enumerate(finals)
         ]
     if reference is not None:
         sidecar["psnr"] = {"input": psnr_db(source.data, reference),

@@ -617,6 +617,8 @@ class TiledImage:
             channel_axis=prep.channel_axis, padded_shape=first.info.padded_shape,
             parameters=first.info.parameters)
         info.tiles = {**self.plan.describe(), "distributed": True}
+        if self.cfg.noise_std > 0:  # else each tile read its own
+            info.noise_std = float(self.cfg.noise_std)
         info.notes.append(f"{len(finals)} tiles of {list(self.plan.tile)} (overlap "
                           f"{self.overlap}), one task each")
         reasons = [s.stop_reason or "" for s in finals]

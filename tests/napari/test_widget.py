@@ -270,6 +270,8 @@ def test_rgb_and_frames(qtbot, viewer, dock):
     md = res.metadata
     assert md["n_frames"] == 2 and md["frames_done"] == 2 and md["mode"] == "frames"
     assert [f["position"] for f in md["frames"]] == [[0], [1]]
+    # each frame read its own noise level: one per frame, none for the stack
+    assert "noise_std" not in md and all(f["noise_std"] > 0 for f in md["frames"])
     assert md["steps"] == 20 and md["input_shape"] == [2, 32, 32]
     assert all(np.any(res.data[k] != 0) for k in range(2))
 

@@ -1007,6 +1007,7 @@ class DIPWidget(Container):
             "steps": int(snap.step), "stop_reason": snap.stop_reason,
             "best_step": snap.best_step, "elapsed": float(snap.elapsed),
             "seed": snap.info.seed, "complete": bool(snap.done),
+            "noise_std": snap.info.noise_std,
         }
         if snap.samples:
             rec["samples"] = int(snap.samples)
@@ -1051,6 +1052,8 @@ class DIPWidget(Container):
             )
             md["frame_shape"] = md["input_shape"]
             md["input_shape"] = list(run.request.shape)
+            if not snap.info.config.noise_std > 0:  # each frame read its own: see "frames"
+                md.pop("noise_std", None)
         md["versions"] = {**md["versions"], "napari": napari.__version__}
         md.update(
             source_layer=str(run.source.name),

@@ -350,7 +350,10 @@ def run(
     )
 
     def used(var: float) -> None:  # the noise level this run works with, for its info
-        info.noise_std = float(np.sqrt(max(var, 0.0))) * (prep.hi - prep.lo)
+        if given is not None and prep.noise_std == 0:  # the option, exactly as given
+            info.noise_std = float(cfg.noise_std)
+        else:
+            info.noise_std = float(np.sqrt(max(var, 0.0))) * (prep.hi - prep.lo)
 
     if own:
         used(sure_var)

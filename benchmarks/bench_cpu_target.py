@@ -30,7 +30,7 @@ of 60 s), e.g. for the SURE variants on the wider nets (``sure-w64``, ``sure-w12
 Add a configuration to CONFIGS to try an idea; it is compared with the rest in one run.
 The ``-known`` configurations give the run the noise level (``noise_std``), as BM3D is
 given it; the others read it from the image. The column "std" is the noise std the run
-used (in /255, from its notes).
+used (in /255, ``RunInfo.noise_std``).
 Where a configuration ends with a second stage (``refine``), a row "<name>:net" gives the
 same run's net before the stage (its snapshot before the final one), so "fast" also
 shows what "fast-noref" would.
@@ -210,19 +210,12 @@ def run_config(noisy, clean, preset, options, budget, seed, mark=60.0, device="c
     return at, snap, trace, trace[-2] if staged else None
 
 
-def noise_std_used(snap, noisy):
-    """The noise std (in /255) that a run used, from its notes (the loss's, else the second
-    stage's or the stop rule's; they give it as a fraction of the data's range); NaN
-    where no note gives it, or where the run was variance-stabilised (its std is then in
-    the stabilised units)."""
-    if snap.info.noise:
-        return float("nan")
-    for note in snap.info.notes:
-        found = re.search(r"noise std ([0-9.e+-]+) of the data range", note)
-        if found:
-            span = float(np.max(noisy)) - float(np.min(noisy))
-            return float(found.group(1)) * span
-    return float("nan")
+def noise_std_used(snap):
+    """The noise std (in /255 for these 8-bit images) that a run used (``RunInfo.noise_std``);
+    NaN where it used none or was variance-stabilised (its level is then in the stabilised
+    units)."""
+    used = snap.info.noise_std
+    return float("nan") if used is None else float(used)
 
 
 def r2r_strength(noisy, device="cpu"):
@@ -285,7 +278,7 @@ def main(argv=None):
                              psnr_budget=at[args.budget][0], steps_budget=at[args.budget][1],
                              seconds=snap.elapsed, stop_reason=snap.stop_reason,
                              best_psnr=best[2], best_step=best[0],
-                             std_used=noise_std_used(snap, noisy)))
+                             std_used=noise_std_used(snap)))
             print(rows[-1], flush=True)
             rows[-1]["trace"] = trace
             if prev is not None:  # the same run's net before its second stage

@@ -33,8 +33,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 IMAGES = "sample,moon,coins,astronaut,coffee,chelsea,brick,grass,gravel,clock"
 
 
-def _diagonal(d: np.ndarray) -> np.ndarray:
-    return (d[1:, 1:] - d[1:, :-1] - d[:-1, 1:] + d[:-1, :-1]) / 2.0
+def _diagonal(img: np.ndarray) -> np.ndarray:
+    """The finest diagonal differences of a 2-D image as the engine's estimate takes them
+    (``arrays._diagonal_details``), in their (H - 1, W - 1) layout."""
+    from napari_dip.core import arrays
+
+    d, _ = arrays._diagonal_details(img[None], None)
+    return d.reshape(img.shape[0] - 1, img.shape[1] - 1)
 
 
 def _blocks(a: np.ndarray, b: int) -> np.ndarray:

@@ -27,6 +27,13 @@ def _stds(notes, prefix):
     return [float(m.group(1)) for m in found if m]
 
 
+def _noisy(clean, sigma, seed):
+    """``clean`` with Gaussian noise of std ``sigma`` (float32), and its value range."""
+    noisy = (clean + np.random.default_rng(seed).normal(0, sigma, clean.shape)
+             ).astype(np.float32)
+    return noisy, float(noisy.max() - noisy.min())
+
+
 def _texture(shape=(48, 48), seed=0):
     """A clean image whose finest scale is noise-like (the estimate reads it as noise)."""
     rng = np.random.default_rng(seed)
@@ -61,8 +68,7 @@ def test_the_given_std_is_in_the_images_units(camera_crop):
 def test_every_part_of_a_run_takes_the_given_std():
     clean = _texture()
     sigma = 0.02
-    noisy = (clean + np.random.default_rng(1).normal(0, sigma, clean.shape)).astype(np.float32)
-    span = float(noisy.max() - noisy.min())
+    noisy, span = _noisy(clean, sigma, 1)
     read = restore(noisy, **KW)
     given = restore(noisy, noise_std=sigma, **KW)
     est = _stds(read.info.notes, "loss: R2R")[0]
@@ -81,9 +87,7 @@ def test_every_part_of_a_run_takes_the_given_std():
 
 
 def test_the_papers_loss_stops_at_the_given_level(camera_crop):
-    noisy = (camera_crop + np.random.default_rng(2).normal(0, 0.1, camera_crop.shape)
-             ).astype(np.float32)
-    span = float(noisy.max() - noisy.min())
+    noisy, span = _noisy(camera_crop, 0.1, 2)
     res = restore(noisy, loss="mse", noise_std=0.05, **{**KW, "steps": 10})
     note = next(n for n in res.info.notes if n.startswith("stop rule: discrepancy"))
     assert "given: noise_std" in note
@@ -91,9 +95,7 @@ def test_the_papers_loss_stops_at_the_given_level(camera_crop):
 
 
 def test_sure_the_hold_out_blend_and_sgld_take_it(camera_crop):
-    noisy = (camera_crop + np.random.default_rng(4).normal(0, 0.1, camera_crop.shape)
-             ).astype(np.float32)
-    span = float(noisy.max() - noisy.min())
+    noisy, span = _noisy(camera_crop, 0.1, 4)
     sure = restore(noisy, loss="sure", noise_std=0.05, **{**KW, "steps": 4})
     note = next(n for n in sure.info.notes if n.startswith("loss: SURE"))
     assert "given: noise_std" in note and _stds([note], "loss")[0] == pytest.approx(
@@ -139,9 +141,7 @@ def test_a_given_std_means_gaussian_noise():
 
 
 def test_the_tiles_of_an_image_share_its_given_std(camera_crop):
-    noisy = (camera_crop * 1000).astype(np.float32)
-    noisy += np.random.default_rng(3).normal(0, 30, noisy.shape).astype(np.float32)
-    span = float(noisy.max() - noisy.min())
+    noisy, span = _noisy(camera_crop * 1000, 30, 3)
     # a level other than the true one, so that a tile reading its own would not pass
     res = restore(noisy, noise_std=15, tile_size=32, tile_overlap=8, **KW)
     assert res.info.tiles is not None
@@ -154,8 +154,7 @@ def test_the_run_reports_the_level_it_used(camera_crop):
     """``info.noise_std`` (and the metadata's "noise_std"): the level a run used, in the
     image's units, given or read; none where the tiles read their own or the data were
     stabilised."""
-    noisy = (camera_crop * 200 + np.random.default_rng(5).normal(0, 10, camera_crop.shape)
-             ).astype(np.float32)
+    noisy, _ = _noisy(camera_crop * 200, 10, 5)
     prep = arrays.prepare(noisy)
     var, _ = engine.image_noise_variance(prep.data, make_config("dip", "fast"))
     read = restore(noisy, **KW)

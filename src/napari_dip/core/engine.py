@@ -300,6 +300,16 @@ def run(
     clip_ends = (False, False)
     given = given_noise_variance(prep, cfg)  # None: read from the image where needed
     source = noise_source(given)
+
+    def level(clipped: bool = False) -> float:
+        """The noise variance: the given one, else read from the image's known pixels
+        (away from its clipped ends with ``clipped``)."""
+        if given is not None:
+            return given
+        if clipped:
+            return arrays.clipped_noise_variance(prep.data, prep.known)
+        return arrays.noise_variance(prep.data, prep.known)
+
     if own:
         sure_var, clip_ends = image_noise_variance(prep.data, cfg, given)
     reason = fallback_reason(prep, cfg, sure_var) if own else None
@@ -317,8 +327,7 @@ def run(
     held_noise = 0.0  # the noise variance in the held-out pixels' error
     if held is not None:
         known_np = known_np * ~held
-        held_noise = given if given is not None else arrays.noise_variance(prep.data,
-                                                                            prep.known)
+        held_noise = level()
         held_noise = held_noise if held_noise > MIN_NOISE_VARIANCE else 0.0
     val = validation_pixels(cfg, prep, seed)  # the hold-out stop's pixels
     if val is not None:
@@ -397,8 +406,7 @@ def run(
         group_of = torch.randint(hold_groups, known_t.shape, generator=cpu_gen,
                                  dtype=torch.uint8).to(device)
         # the noise variance of the known pixels, for the blend of data and prediction there
-        hold_var = float(given if given is not None else
-                         arrays.noise_variance(prep.data, prep.known))
+        hold_var = float(level())
         used(hold_var)
     # deep gaps (gap_blend): the band of known pixels around them, predicted with the band
     # hidden at every check, so that the blend's weight is fitted there too
@@ -504,8 +512,7 @@ def run(
             info.notes.append("stop rule: windowed variance (the discrepancy rule is for "
                               "images without missing pixels)")
         else:
-            sigma2 = (sure_var if sure_var is not None else given if given is not None
-                      else arrays.noise_variance(prep.data))
+            sigma2 = sure_var if sure_var is not None else level()
             if sigma2 > MIN_NOISE_VARIANCE:
                 used(sigma2)
                 level = cfg.stop_discrepancy * sigma2
@@ -522,8 +529,7 @@ def run(
     if rule == "variance":
         threshold = 0.0
         if cfg.stop_fit > 0:
-            threshold = cfg.stop_fit * (given if given is not None else
-                                        arrays.noise_variance(prep.data, prep.known))
+            threshold = cfg.stop_fit * level()
             info.notes.append(f"stop rule: may start before step {cfg.stop_warmup} once the "
                               f"loss is below {threshold:.3g} ({cfg.stop_fit} x the noise "
                               f"variance, {source})")
@@ -723,14 +729,8 @@ def run(
             ends = arrays.clipped_ends(prep.data, prep.known)
         else:
             ends = (False, False)
-        if sure_var is not None:
-            var = sure_var
-        elif given is not None:
-            var = given
-        elif any(ends):  # the plain estimate reads low on clipped data
-            var = arrays.clipped_noise_variance(prep.data, prep.known)
-        else:
-            var = arrays.noise_variance(prep.data, prep.known)
+        # the plain estimate reads low on clipped data
+        var = sure_var if sure_var is not None else level(clipped=any(ends))
         if not var > MIN_NOISE_VARIANCE:
             info.notes.append(f"refine: off ({no_noise(given)}: nothing to filter)")
             return est

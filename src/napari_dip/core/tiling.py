@@ -425,9 +425,8 @@ def _run_tiles(
                     parameters=snap.info.parameters,
                 )
                 info.tiles = plan.describe()
-                if given is not None:  # else each tile reads its own
-                    info.noise_std = (float(cfg.noise_std) if cfg.noise_std > 0 else
-                                      float(np.sqrt(given)) * (prep.hi - prep.lo))
+                if cfg.noise_std > 0:  # else each tile reads its own
+                    info.noise_std = float(cfg.noise_std)
             info.notes[:] = notes + [f"{len(plan)} tiles of {list(plan.tile)} "
                                      f"(overlap {overlap})"] + snap.info.notes
             if snap.done:
